@@ -1,0 +1,94 @@
+"""CLI: the ``dockyard`` command (and ``python -m daemon``), the entry point of the flow.
+
+``dockyard run`` runs the daemon; ``dockyard render`` prints the config it would write
+for the containers running now. Flags mirror the ``DOCKYARD_*`` variables and win over
+them; a bad setting stops startup with one ``settings_invalid`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from daemon import __version__
+from daemon.errors import EngineUnavailableError, SettingsError
+from daemon.logs import configure_logging
+from daemon.rendering import make_environment, render_config
+from daemon.routing import build_routes
+from daemon.settings import Settings, load_settings
+from daemon.sources import DockerSource
+
+log = structlog.get_logger("daemon.cli")
+
+# (flag, variable, help): every flag overrides the environment variable of the same name.
+_FLAGS = (
+    ("--http-port", "DOCKYARD_HTTP_PORT", "HTTP listen port (80)"),
+    ("--https-port", "DOCKYARD_HTTPS_PORT", "HTTPS listen port (443)"),
+    ("--state-dir", "DOCKYARD_STATE_DIR", "generated config, nginx files (/var/lib/dockyard)"),
+    ("--label-prefix", "DOCKYARD_LABEL_PREFIX", "label namespace (dockyard)"),
+    ("--network", "DOCKYARD_NETWORK", "default Docker network to reach containers on"),
+    ("--log-format", "DOCKYARD_LOG_FORMAT", "json or console (json)"),
+    ("--access-log", "DOCKYARD_ACCESS_LOG", "on or off (on)"),
+    ("--nginx", "DOCKYARD_NGINX", "the nginx binary (nginx)"),
+    ("--templates", "DOCKYARD_TEMPLATES", "directory with templates overriding the built-in ones"),
+    ("--trusted-proxies", "DOCKYARD_TRUSTED_PROXIES", "CIDRs whose X-Forwarded-* are believed"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dockyard", description="Docker labels in, a live nginx reverse proxy out."
+    )
+    parser.add_argument("--version", action="version", version=f"dockyard {__version__}")
+    for flag, variable, text in _FLAGS:
+        parser.add_argument(flag, dest=variable, metavar="VALUE", help=f"{text}; ${variable}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the daemon in the foreground (supervises nginx)")
+    commands.add_parser("render", help="print the nginx config for the containers running now")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, load settings, run the command; return the exit code."""
+    args = _parser().parse_args(argv)
+    env = dict(os.environ)
+    env.update({k: v for k, v in vars(args).items() if k.startswith("DOCKYARD_") and v})
+    wanted_format = env.get("DOCKYARD_LOG_FORMAT", "json")
+    configure_logging("console" if wanted_format == "console" else "json")
+    try:
+        settings = load_settings(env)
+    except SettingsError as err:
+        log.error(
+            "settings_invalid",
+            variable=err.variable,
+            value=err.value,
+            allowed=err.allowed,
+        )
+        return 2
+    if args.command == "render":
+        configure_logging(settings.log_format, stream=sys.stderr)
+        return render(settings)
+    from daemon.running import run  # noqa: PLC0415 - keeps `render` and `--version` light
+
+    return run(settings)
+
+
+def render(settings: Settings) -> int:
+    """Print the config for the running containers to stdout; problems go to stderr."""
+    from daemon.running import builtin_templates, detect_facts  # noqa: PLC0415
+
+    try:
+        snapshot = DockerSource(settings).snapshot()
+    except EngineUnavailableError as err:
+        log.error("docker_unavailable", error=str(err))
+        return 1
+    result = build_routes(snapshot.containers, snapshot.context)
+    for problem in result.problems:
+        log.warning(problem.event, container=problem.container, **dict(problem.fields))
+    env = make_environment(settings.templates, builtin_templates())
+    sys.stdout.write(render_config(result.table, settings, detect_facts(settings), env))
+    return 0

@@ -1,0 +1,156 @@
+"""Labels: one container's ``<prefix>.*`` labels turned into validated, typed values.
+
+Pure step between the Docker source and the routing table. Nothing a label says
+reaches a template before it passed the checks here: host names, ports, paths and
+booleans each have a strict grammar, so no value can carry nginx syntax (braces,
+``;``, quotes, ``#``, ``$``, whitespace) into the config. A bad value raises
+``LabelError`` naming the label, the value and the reason; unknown keys are reported
+with the closest known key, so a typo never fails silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from daemon.errors import LabelError
+
+_HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~@:+-]+$")
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+KNOWN_KEYS = ("host", "port", "path", "path.strip", "network", "websocket", "enable")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLabels:
+    """What one container asks for: its host names and how to reach and proxy it."""
+
+    hosts: tuple[str, ...]
+    port: int | None = None
+    path: str = "/"
+    strip: bool = False
+    network: str | None = None
+    websocket: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownLabel:
+    """A ``<prefix>.*`` key dockyard does not know, with the closest known key if any."""
+
+    label: str
+    suggestion: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedLabels:
+    """The outcome for one container: its route (None when not exposed) and unknown keys."""
+
+    route: RouteLabels | None
+    unknown: tuple[UnknownLabel, ...] = ()
+    reason: str | None = None
+
+
+def parse_host(label: str, value: str) -> tuple[str, ...]:
+    """Split a comma-separated host list and check every name (RFC 1123, optional ``*.``)."""
+    hosts: list[str] = []
+    for raw in value.split(","):
+        name = raw.strip().lower().removesuffix(".")
+        if not name:
+            raise LabelError(label, value, "empty host name in the list")
+        bare = name.removeprefix("*.")
+        if len(name) > 253:
+            raise LabelError(label, value, f"host name longer than 253 characters: {name[:40]}...")
+        if "*" in bare or not all(_HOST_LABEL_RE.match(part) for part in bare.split(".")):
+            raise LabelError(
+                label,
+                value,
+                "host names are letters, digits and '-' in dot-separated parts of 1 to 63 "
+                "characters, optionally starting with '*.'",
+            )
+        if name not in hosts:
+            hosts.append(name)
+    return tuple(hosts)
+
+
+def parse_port(label: str, value: str) -> int:
+    """A TCP port number from 1 to 65535."""
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise LabelError(label, value, "a port number from 1 to 65535")
+    return int(text)
+
+
+def parse_path(label: str, value: str) -> str:
+    """A URL path prefix: ``/`` then segments of a safe character set, no ``.`` or ``..``."""
+    text = value.strip()
+    if not text.startswith("/"):
+        raise LabelError(label, value, "a path starting with '/'")
+    segments = text.strip("/").split("/") if text != "/" else []
+    for segment in segments:
+        if segment in (".", "..") or not _PATH_SEGMENT_RE.match(segment):
+            raise LabelError(
+                label,
+                value,
+                "path segments are letters, digits and . _ ~ @ : + - (no empty, '.' or '..')",
+            )
+    return "/" + "/".join(segments)
+
+
+def parse_bool(label: str, value: str) -> bool:
+    """true/false, yes/no, on/off or 1/0, in any case."""
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise LabelError(label, value, "true or false (also yes/no, on/off, 1/0)")
+
+
+def parse_network(label: str, value: str) -> str:
+    """A Docker network name."""
+    text = value.strip()
+    if not _NETWORK_RE.match(text):
+        raise LabelError(label, value, "a Docker network name (letters, digits, _ . -)")
+    return text
+
+
+def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
+    """Read the ``<prefix>.*`` labels of one container; raise ``LabelError`` on a bad value."""
+    dotted = prefix + "."
+    ours = {key[len(dotted) :]: value for key, value in labels.items() if key.startswith(dotted)}
+    unknown = tuple(
+        UnknownLabel(
+            dotted + key,
+            next((dotted + m for m in difflib.get_close_matches(key, KNOWN_KEYS, n=1)), None),
+        )
+        for key in sorted(ours)
+        if key not in KNOWN_KEYS
+    )
+
+    def label(key: str) -> str:
+        return dotted + key
+
+    if "enable" in ours and not parse_bool(label("enable"), ours["enable"]):
+        return ParsedLabels(None, unknown, reason=f"{label('enable')} is false")
+    if "host" not in ours:
+        reason = f"no {label('host')} label" if ours else None
+        return ParsedLabels(None, unknown, reason=reason)
+
+    route = RouteLabels(
+        hosts=parse_host(label("host"), ours["host"]),
+        port=parse_port(label("port"), ours["port"]) if "port" in ours else None,
+        path=parse_path(label("path"), ours["path"]) if "path" in ours else "/",
+        strip=parse_bool(label("path.strip"), ours["path.strip"])
+        if "path.strip" in ours
+        else False,
+        network=parse_network(label("network"), ours["network"]) if "network" in ours else None,
+        websocket=parse_bool(label("websocket"), ours["websocket"])
+        if "websocket" in ours
+        else False,
+    )
+    return ParsedLabels(route, unknown)

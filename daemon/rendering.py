@@ -1,0 +1,245 @@
+"""Rendering: the routing table turned into nginx config text.
+
+Pure step between routing and the nginx edge. ``plan_layout`` decides the shape of
+the config (which hosts share a ``server`` block, which upstreams exist, which
+``map`` picks the upstream per host); the Jinja2 templates only print that plan.
+
+The layout is chosen to stay fast at thousands of routes: hosts whose locations have
+the same shape share one ``server`` block, and a ``map $host`` per location picks the
+upstream. 10,000 one-path hosts become one ``server`` block, one map and the
+upstreams, instead of 10,000 ``server`` blocks (which cost nginx three times the
+memory and time to load; see ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from daemon import __version__
+from daemon.routing import Backend, Route, RoutingTable
+from daemon.settings import Settings
+
+MAIN_TEMPLATE = "nginx.conf.j2"
+_GENERATION_MARKER = "@@DOCKYARD_GENERATION@@"
+# Values that reach the config are validated upstream; this is the last line of defence
+# in case a template prints something routing did not check.
+_UNSAFE_RE = re.compile(r"[\s{};#'\"\\`]")
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where the nginx edge keeps its files, as printed into the config."""
+
+    config: Path
+    pid: Path
+    temp: Path
+    acme_challenge: Path
+    control_socket: Path
+
+    @classmethod
+    def under(cls, state_dir: Path, control_socket: Path | None = None) -> Paths:
+        """The standard places below ``state_dir``."""
+        nginx_dir = state_dir / "nginx"
+        return cls(
+            config=nginx_dir / "nginx.conf",
+            pid=nginx_dir / "nginx.pid",
+            temp=nginx_dir / "tmp",
+            acme_challenge=state_dir / "acme-challenge",
+            control_socket=control_socket or nginx_dir / "control.sock",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One ``upstream`` block: a set of backends, shared by every route that has it."""
+
+    name: str
+    servers: tuple[str, ...]
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LocationPlan:
+    """One path in a shared ``server`` block; ``target`` is an upstream or a map variable."""
+
+    path: str
+    strip: bool
+    websocket: bool
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPlan:
+    """One ``server`` block serving every host whose locations have the same shape."""
+
+    hosts: tuple[str, ...]
+    locations: tuple[LocationPlan, ...]
+    has_root: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HostMap:
+    """A ``map $host`` choosing the upstream for one location of a shared server."""
+
+    variable: str
+    entries: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HashSizes:
+    """nginx hash table sizes big enough for the names in this config."""
+
+    max_size: int
+    bucket_size: int
+    variables_max_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The whole plan the templates print."""
+
+    upstreams: tuple[Upstream, ...]
+    servers: tuple[ServerPlan, ...]
+    maps: tuple[HostMap, ...]
+    hashes: HashSizes
+
+
+@dataclass(frozen=True, slots=True)
+class RenderFacts:
+    """Facts about this machine the config depends on, found once by the edge."""
+
+    paths: Paths
+    listen_ipv6: bool = False
+
+
+_Shape = tuple[tuple[str, bool, bool, bool], ...]
+
+
+def _shape(routes: Iterable[Route]) -> _Shape:
+    return tuple((r.path, r.strip, r.websocket, bool(r.backends)) for r in routes)
+
+
+def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
+    names = list(names)
+    longest = max((len(n) for n in names), default=0)
+    # An element is a pointer plus the name and two bytes, aligned to 8; a bucket also ends
+    # with a pointer, and nginx rounds buckets to the 64-byte cache line.
+    needed = 8 + ((longest + 2 + 7) // 8) * 8 + 8
+    bucket = max(128, ((needed + 63) // 64) * 64)
+    return HashSizes(
+        max_size=max(2048, 8 * len(names)),
+        bucket_size=bucket,
+        variables_max_size=max(1024, 8 * n_variables),
+    )
+
+
+def plan_layout(table: RoutingTable) -> Layout:
+    """Group hosts by location shape and assign upstreams (deterministically)."""
+    by_host: dict[str, list[Route]] = {}
+    for route in table.routes:
+        by_host.setdefault(route.host, []).append(route)
+
+    backend_sets: dict[tuple[Backend, ...], set[str]] = {}
+    for route in table.routes:
+        if route.backends:
+            backend_sets.setdefault(route.backends, set()).update(route.containers)
+    upstream_names = {
+        backends: f"dockyard_u{i}" for i, backends in enumerate(sorted(backend_sets), start=1)
+    }
+    upstreams = tuple(
+        Upstream(
+            upstream_names[backends],
+            tuple(b.endpoint for b in backends),
+            tuple(sorted(backend_sets[backends])),
+        )
+        for backends in sorted(backend_sets)
+    )
+
+    groups: dict[_Shape, list[str]] = {}
+    for host in sorted(by_host):
+        groups.setdefault(_shape(by_host[host]), []).append(host)
+
+    servers: list[ServerPlan] = []
+    maps: list[HostMap] = []
+    for index, (shape, hosts) in enumerate(sorted(groups.items(), key=lambda g: g[1][0])):
+        locations = []
+        for position, (path, strip, websocket, has_backends) in enumerate(shape):
+            target: str | None = None
+            if has_backends and len(hosts) == 1:
+                target = upstream_names[by_host[hosts[0]][position].backends]
+            elif has_backends:
+                target = f"$dockyard_s{index}_l{position}"
+                entries = tuple(
+                    (host, upstream_names[by_host[host][position].backends]) for host in hosts
+                )
+                maps.append(HostMap(target, entries))
+            locations.append(LocationPlan(path, strip and path != "/", websocket, target))
+        has_root = any(loc.path == "/" for loc in locations)
+        servers.append(ServerPlan(tuple(hosts), tuple(locations), has_root))
+
+    return Layout(
+        upstreams=upstreams,
+        servers=tuple(servers),
+        maps=tuple(maps),
+        hashes=_hash_sizes(by_host, len(maps)),
+    )
+
+
+def _checked(value: object) -> str:
+    """Jinja finalizer: refuse any printed value that could change nginx syntax."""
+    text = str(value)
+    if _UNSAFE_RE.search(text):
+        msg = f"refusing to print {text!r} into nginx config"
+        raise ValueError(msg)
+    return text
+
+
+def _regex_escape(value: str) -> str:
+    """Make a validated path literal in a PCRE pattern; ``[.]`` needs no backslash."""
+    return re.sub(r"([^A-Za-z0-9/_])", r"[\1]", value)
+
+
+def make_environment(override_dir: Path | None, builtin_dir: Path) -> jinja2.Environment:
+    """Templates from ``override_dir`` first (file by file), then the shipped ones."""
+    search = [str(override_dir)] if override_dir is not None else []
+    loader = jinja2.FileSystemLoader([*search, str(builtin_dir)])
+    env = jinja2.Environment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - output is nginx config, not HTML; _checked guards it
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_checked,
+    )
+    env.filters["regex_escape"] = _regex_escape
+    return env
+
+
+def render_config(
+    table: RoutingTable, settings: Settings, facts: RenderFacts, env: jinja2.Environment
+) -> str:
+    """The complete nginx.conf for ``table``, byte-identical for the same inputs."""
+    layout = plan_layout(table)
+    text = env.get_template(MAIN_TEMPLATE).render(
+        version=__version__,
+        generation=_GENERATION_MARKER,
+        settings=settings,
+        paths=facts.paths,
+        listen_ipv6=facts.listen_ipv6,
+        layout=layout,
+    )
+    generation = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return text.replace(_GENERATION_MARKER, generation)
+
+
+def config_generation(text: str) -> str | None:
+    """The generation id a rendered config reports on its control socket."""
+    match = re.search(r"^# generation (\w+)$", text, re.MULTILINE)
+    return match.group(1) if match else None

@@ -1,0 +1,297 @@
+"""Routing: a snapshot of containers turned into one frozen routing table.
+
+Pure step after the Docker source and before rendering. It decides which containers
+get traffic (running, not paused, not ``starting``/``unhealthy``), how each is reached
+(network and port), and groups containers with the same host and path into one route
+with several backends (replicas). Everything it refuses is returned as a ``Problem``
+for the caller to log; one bad container never affects another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from daemon.errors import LabelError
+from daemon.labels import RouteLabels, parse_labels
+
+# Health states in which Docker says the process is not ready for traffic.
+_NOT_READY_HEALTH = frozenset({"starting", "unhealthy"})
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A container's address on one Docker network."""
+
+    network: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    """What routing needs to know about one container, read from ``docker inspect``."""
+
+    id: str
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    running: bool = True
+    paused: bool = False
+    health: str | None = None
+    network_mode: str = "bridge"
+    attachments: tuple[Attachment, ...] = ()
+    exposed_ports: tuple[int, ...] = ()
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        """The labels as a dict."""
+        return dict(self.labels)
+
+    @property
+    def ready(self) -> bool:
+        """Whether Docker says this container may take traffic now."""
+        return self.running and not self.paused and self.health not in _NOT_READY_HEALTH
+
+    def labels_fingerprint(self) -> str:
+        """A short digest of the labels, so a complaint is repeated only when they change."""
+        digest = hashlib.sha256(repr(self.labels).encode()).hexdigest()
+        return digest[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingContext:
+    """Facts about the proxy's surroundings that decide how containers are reached."""
+
+    label_prefix: str = "dockyard"
+    default_network: str | None = None
+    own_networks: tuple[str, ...] = ()
+    host_gateway: str | None = None
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Backend:
+    """One address nginx proxies to."""
+
+    address: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        """``address:port`` as nginx's ``server`` directive wants it (IPv6 in brackets)."""
+        if ":" in self.address:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One host and path prefix, how to proxy it, and the backends ready to serve it."""
+
+    host: str
+    path: str
+    strip: bool
+    websocket: bool
+    backends: tuple[Backend, ...]
+    containers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    """All routes, sorted by host then path: the whole desired state of the proxy."""
+
+    routes: tuple[Route, ...] = ()
+
+    @property
+    def keys(self) -> frozenset[tuple[str, str]]:
+        """(host, path) of every route, for change summaries."""
+        return frozenset((route.host, route.path) for route in self.routes)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something routing refused or noticed, for one ``event`` log line.
+
+    ``fields`` carries the context (label, value, reason, ...) as key/value pairs.
+    """
+
+    event: str
+    container: str
+    container_id: str
+    fields: tuple[tuple[str, str], ...] = field(default=())
+    level: str = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingResult:
+    """The table plus everything worth telling the operator about how it was built."""
+
+    table: RoutingTable
+    problems: tuple[Problem, ...]
+    skipped: frozenset[str]
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A container's contribution to one route, before replicas are merged."""
+
+    container: ContainerInfo
+    labels: RouteLabels
+    backend: Backend | None
+
+
+def _choose_address(  # noqa: PLR0911 - one early return per documented rule
+    container: ContainerInfo, labels: RouteLabels, ctx: RoutingContext
+) -> tuple[str | None, str]:
+    """Pick the address to reach ``container`` at; on failure say why in the second item."""
+    if container.network_mode == "host":
+        if ctx.host_gateway is None:
+            return None, "network_mode host but the bridge gateway address is unknown"
+        return ctx.host_gateway, ""
+    if container.network_mode.startswith("container:"):
+        return None, "network_mode container:... shares another container's network"
+    by_name = {a.network: a.address for a in container.attachments if a.address}
+    if labels.network is not None:
+        if labels.network in by_name:
+            return by_name[labels.network], ""
+        return None, f"not attached to network {labels.network!r} named by its label"
+    if ctx.default_network is not None and ctx.default_network in by_name:
+        return by_name[ctx.default_network], ""
+    for name in sorted(ctx.own_networks):
+        if name in by_name:
+            return by_name[name], ""
+    for name in sorted(by_name):
+        return by_name[name], ""
+    return None, "no network with an address"
+
+
+def _valid_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _problem(event: str, container: ContainerInfo, **fields: str) -> Problem:
+    return Problem(event, container.name, container.id, tuple(sorted(fields.items())))
+
+
+def _candidate(
+    container: ContainerInfo, ctx: RoutingContext, problems: list[Problem]
+) -> _Candidate | None:
+    """Validate one container into a route contribution, or record why it has none."""
+    try:
+        parsed = parse_labels(container.label_map, ctx.label_prefix)
+    except LabelError as err:
+        problems.append(
+            _problem(
+                "label_invalid", container, label=err.label, value=err.value, reason=err.reason
+            )
+        )
+        return None
+    for unknown in parsed.unknown:
+        problems.append(
+            _problem(
+                "label_unknown",
+                container,
+                label=unknown.label,
+                suggestion=unknown.suggestion or "",
+            )
+        )
+    if parsed.route is None:
+        if parsed.reason is not None:
+            problems.append(
+                Problem(
+                    "container_not_exposed",
+                    container.name,
+                    container.id,
+                    (("reason", parsed.reason),),
+                    level="info",
+                )
+            )
+        return None
+    labels = parsed.route
+    if not container.ready:
+        return _Candidate(container, labels, None)
+
+    port = labels.port
+    if port is None:
+        if len(container.exposed_ports) != 1:
+            problems.append(
+                _problem(
+                    "container_skipped",
+                    container,
+                    reason=f"no {ctx.label_prefix}.port label and "
+                    f"{len(container.exposed_ports)} exposed ports (need exactly one)",
+                )
+            )
+            return None
+        port = container.exposed_ports[0]
+    address, why = _choose_address(container, labels, ctx)
+    if address is None or not _valid_ip(address):
+        problems.append(_problem("container_skipped", container, reason=why or "bad address"))
+        return None
+    return _Candidate(container, labels, Backend(address, port))
+
+
+def build_routes(
+    containers: Iterable[ContainerInfo],
+    ctx: RoutingContext,
+    exclude: frozenset[str] = frozenset(),
+) -> RoutingResult:
+    """Turn a container snapshot into the routing table; ``exclude`` drops ids (bisection)."""
+    problems: list[Problem] = []
+    skipped: set[str] = set()
+    grouped: dict[tuple[str, str], list[_Candidate]] = {}
+    for container in sorted(containers, key=lambda c: (c.name, c.id)):
+        if container.id in exclude:
+            continue
+        candidate = _candidate(container, ctx, problems)
+        if candidate is None:
+            skipped.add(container.id)
+            continue
+        for host in candidate.labels.hosts:
+            grouped.setdefault((host, candidate.labels.path), []).append(candidate)
+
+    routes = []
+    for (host, path), candidates in sorted(grouped.items()):
+        routes.append(_merge_replicas(host, path, candidates, problems))
+    return RoutingResult(RoutingTable(tuple(routes)), tuple(problems), frozenset(skipped))
+
+
+def _merge_replicas(
+    host: str, path: str, candidates: list[_Candidate], problems: list[Problem]
+) -> Route:
+    """Containers sharing host and path are replicas; the first by name sets the options."""
+    first = candidates[0]
+    for other in candidates[1:]:
+        if (other.labels.strip, other.labels.websocket) != (
+            first.labels.strip,
+            first.labels.websocket,
+        ):
+            problems.append(
+                _problem(
+                    "route_conflict",
+                    other.container,
+                    host=host,
+                    path=path,
+                    reason=f"path.strip/websocket differ from replica {first.container.name}; "
+                    "using the replica's",
+                )
+            )
+    backends = sorted({c.backend for c in candidates if c.backend is not None})
+    return Route(
+        host=host,
+        path=path,
+        strip=first.labels.strip,
+        websocket=first.labels.websocket,
+        backends=tuple(backends),
+        containers=tuple(c.container.name for c in candidates),
+    )
+
+
+def has_prefixed_labels(labels: Mapping[str, str], prefix: str) -> bool:
+    """Whether a container carries any ``<prefix>.*`` label (worth inspecting at all)."""
+    dotted = prefix + "."
+    return any(key.startswith(dotted) for key in labels)

@@ -1,0 +1,160 @@
+"""Running: the daemon's process lifecycle and its one loop (``dockyard run``).
+
+Wires the steps together: the Docker watcher thread pokes the trigger; the loop on the
+main thread waits for it, supervises nginx, and runs one reconcile pass at a time.
+SIGTERM/SIGINT end the loop; nginx is asked to quit gracefully and the process exits 0
+with no nginx left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import signal
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+
+import jinja2
+import structlog
+
+from daemon import __version__
+from daemon.errors import EngineUnavailableError, NginxError
+from daemon.nginx import NginxProcess, become_subreaper
+from daemon.reconcile import Reconciler
+from daemon.rendering import Paths, RenderFacts, make_environment, render_config
+from daemon.routing import RoutingTable
+from daemon.settings import Settings
+from daemon.sources import DockerSource
+from daemon.trigger import Trigger
+
+log = structlog.get_logger("daemon")
+
+# Unix socket paths are limited to 108 bytes; keep a margin.
+_MAX_SOCKET_PATH = 100
+
+
+def builtin_templates() -> Path:
+    """The templates shipped with the package (``templates/`` in the source tree)."""
+    try:
+        return Path(str(importlib.resources.files("daemon.templates")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
+def detect_facts(settings: Settings) -> RenderFacts:
+    """Find the machine facts the config depends on: socket paths, IPv6."""
+    paths = Paths.under(settings.state_dir)
+    if len(str(paths.control_socket)) > _MAX_SOCKET_PATH:
+        digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:12]
+        short = Path(tempfile.gettempdir()) / f"dockyard-{digest}.sock"
+        paths = Paths.under(settings.state_dir, control_socket=short)
+    return RenderFacts(paths=paths, listen_ipv6=_ipv6_available())
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def run(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code."""
+    log.info(
+        "dockyard_starting",
+        version=__version__,
+        http_port=settings.http_port,
+        state_dir=str(settings.state_dir),
+        label_prefix=settings.label_prefix,
+    )
+    become_subreaper()
+    facts = detect_facts(settings)
+    env = make_environment(settings.templates, builtin_templates())
+    nginx = NginxProcess(settings, facts.paths)
+    nginx.prepare()
+    source = DockerSource(settings)
+    reconciler = Reconciler(settings, source, nginx, env, facts)
+    trigger = Trigger(settings.debounce_min, settings.debounce_max)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+        nginx.interrupt()
+        trigger.wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    try:
+        _first_pass(reconciler, nginx, settings, facts, env)
+    except EngineUnavailableError as err:
+        log.warning("docker_unavailable", error=str(err), retry_in=0.5)
+        trigger.schedule(0.5)
+
+    watcher = threading.Thread(
+        target=source.watch, args=(trigger.poke, stop), name="docker-events", daemon=True
+    )
+    watcher.start()
+    retry = 0.5
+    while not stop.is_set():
+        restart_in = nginx.restart_due_in()
+        due = trigger.wait(0.5 if restart_in is None else min(0.5, restart_in))
+        if stop.is_set():
+            break
+        nginx.supervise()
+        if not due:
+            continue
+        try:
+            reconciler.reconcile()
+            retry = 0.5
+        except EngineUnavailableError as err:
+            retry = min(retry * 2, 10.0)
+            log.warning("docker_unavailable", error=str(err), retry_in=retry)
+            trigger.schedule(retry)
+        except NginxError as err:
+            log.error("nginx_apply_failed", error=str(err), retry_in=1.0)
+            trigger.schedule(1.0)
+
+    log.info("dockyard_stopping")
+    nginx.stop()
+    return 0
+
+
+def _first_pass(
+    reconciler: Reconciler,
+    nginx: NginxProcess,
+    settings: Settings,
+    facts: RenderFacts,
+    env: jinja2.Environment,
+) -> None:
+    """Serve as soon as possible: the current containers, else the last good config."""
+    try:
+        reconciler.reconcile()
+        return
+    except EngineUnavailableError:
+        if not nginx.running:
+            _serve_without_engine(nginx, settings, facts, env)
+        raise
+
+
+def _serve_without_engine(
+    nginx: NginxProcess, settings: Settings, facts: RenderFacts, env: jinja2.Environment
+) -> None:
+    """No engine at start: serve the last good config, or an empty one (404 everywhere)."""
+    live = nginx.live_text()
+    if live is not None and nginx.test_live() is None:
+        nginx.test(live)
+        nginx.apply(live)
+        log.info("serving_last_good_config")
+        return
+    empty = render_config(RoutingTable(), settings, facts, env)
+    nginx.test(empty)
+    nginx.apply(empty)
+    log.info("serving_empty_config")

@@ -1,0 +1,214 @@
+"""Sources: the Docker engine, read through the docker SDK (an edge module).
+
+First step of the flow. ``DockerSource.snapshot`` lists the running containers,
+inspects the labelled ones and returns them as frozen ``ContainerInfo`` plus the
+``RoutingContext`` (the proxy's own networks, the bridge gateway). ``watch`` follows
+the event stream in a thread and only pokes the trigger: state is always re-read, so
+a lost event or a broken stream costs nothing but a resync. docker/requests errors are
+translated into ``EngineUnavailableError`` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import docker
+import requests
+import structlog
+import urllib3
+
+from daemon.errors import EngineUnavailableError
+from daemon.routing import Attachment, ContainerInfo, RoutingContext, has_prefixed_labels
+from daemon.settings import Settings
+
+log = structlog.get_logger("daemon.sources")
+
+# Container events that can change routes; everything else (exec_* from health checks,
+# attach, resize, ...) is noise that would only cause useless passes.
+RELEVANT_ACTIONS = frozenset(
+    {
+        "start",
+        "restart",
+        "die",
+        "stop",
+        "kill",
+        "destroy",
+        "pause",
+        "unpause",
+        "health_status",
+        "rename",
+        "update",
+        "connect",
+        "disconnect",
+    }
+)
+# What a vanished or restarting engine looks like from the SDK: its own errors, requests'
+# and urllib3's (a streamed response breaks below requests), and plain socket errors.
+_ENGINE_ERRORS = (
+    docker.errors.DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+_CONTAINER_ID_RE = re.compile(r"/containers/([0-9a-f]{64})/")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything routing needs, read from the engine in one go."""
+
+    containers: tuple[ContainerInfo, ...]
+    context: RoutingContext
+
+
+class ContainerSource(Protocol):
+    """What the reconcile loop needs from a container engine."""
+
+    def snapshot(self) -> Snapshot:
+        """Read the current state; raise ``EngineUnavailableError`` if the engine is away."""
+        ...
+
+
+def container_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
+    """Translate one ``docker inspect`` document into a ``ContainerInfo``."""
+    state = data.get("State") or {}
+    config = data.get("Config") or {}
+    host_config = data.get("HostConfig") or {}
+    networks = (data.get("NetworkSettings") or {}).get("Networks") or {}
+    attachments = tuple(
+        Attachment(name, (net or {}).get("IPAddress") or (net or {}).get("GlobalIPv6Address", ""))
+        for name, net in sorted(networks.items())
+    )
+    ports = []
+    for spec in config.get("ExposedPorts") or {}:
+        number, _, proto = str(spec).partition("/")
+        if proto in ("", "tcp") and number.isdigit():
+            ports.append(int(number))
+    health = (state.get("Health") or {}).get("Status")
+    return ContainerInfo(
+        id=str(data.get("Id", "")),
+        name=str(data.get("Name", "")).lstrip("/"),
+        labels=tuple(sorted((config.get("Labels") or {}).items())),
+        running=bool(state.get("Running")),
+        paused=bool(state.get("Paused")),
+        health=str(health) if health else None,
+        network_mode=str(host_config.get("NetworkMode") or "bridge"),
+        attachments=attachments,
+        exposed_ports=tuple(sorted(set(ports))),
+    )
+
+
+def own_container_id(mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """The id of the container this process runs in, if any (from its bind mounts)."""
+    try:
+        text = mountinfo.read_text()
+    except OSError:
+        return None
+    match = _CONTAINER_ID_RE.search(text)
+    return match.group(1) if match else None
+
+
+class DockerSource:
+    """The real engine, reached as the docker SDK's ``from_env`` says (``DOCKER_HOST``...)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._factory = client_factory or (lambda: docker.from_env(timeout=10))
+        self._client: Any = None
+        self._own_id = settings.container_id or own_container_id()
+
+    def _api(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client.api
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+
+    def snapshot(self) -> Snapshot:
+        """List running containers and inspect the ones carrying our labels."""
+        try:
+            return self._snapshot()
+        except _ENGINE_ERRORS as err:
+            self._drop_client()
+            raise EngineUnavailableError(str(err)) from err
+
+    def _snapshot(self) -> Snapshot:
+        api = self._api()
+        summaries = api.containers()
+        containers = []
+        for summary in summaries:
+            if not has_prefixed_labels(summary.get("Labels") or {}, self._settings.label_prefix):
+                continue
+            try:
+                containers.append(container_from_inspect(api.inspect_container(summary["Id"])))
+            except docker.errors.NotFound:
+                continue  # gone between list and inspect: the next event resyncs
+        return Snapshot(tuple(containers), self._context(api, containers))
+
+    def _context(self, api: Any, containers: Iterable[ContainerInfo]) -> RoutingContext:
+        own_networks: tuple[str, ...] = ()
+        if self._own_id is not None:
+            try:
+                own = container_from_inspect(api.inspect_container(self._own_id))
+                own_networks = tuple(a.network for a in own.attachments)
+            except docker.errors.NotFound:
+                pass
+        gateway = None
+        if any(c.network_mode == "host" for c in containers):
+            gateway = _bridge_gateway(api)
+        return RoutingContext(
+            label_prefix=self._settings.label_prefix,
+            default_network=self._settings.network,
+            own_networks=own_networks,
+            host_gateway=gateway,
+        )
+
+    def watch(self, on_change: Callable[[], None], stop: threading.Event) -> None:
+        """Follow the event stream until ``stop``; reconnect with backoff, resync each time."""
+        delay = 0.25
+        while not stop.is_set():
+            try:
+                client = self._factory()
+                stream = client.events(decode=True, filters={"type": ["container", "network"]})
+                log.info("docker_events_connected")
+                # Whatever happened while no stream was open is only visible by re-reading.
+                on_change()
+                delay = 0.25
+                for event in stream:
+                    if stop.is_set():
+                        break
+                    action = str(event.get("Action", "")).split(":", 1)[0]
+                    if action in RELEVANT_ACTIONS:
+                        on_change()
+                stream.close()
+                client.close()
+                if not stop.is_set():
+                    log.warning("docker_events_lost", reason="event stream ended", retry_in=delay)
+            except _ENGINE_ERRORS as err:
+                log.warning("docker_events_lost", reason=str(err), retry_in=delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _bridge_gateway(api: Any) -> str | None:
+    """The default bridge's gateway: how host-network containers are reached."""
+    try:
+        network = api.inspect_network("bridge")
+    except docker.errors.NotFound:
+        return None
+    for config in (network.get("IPAM") or {}).get("Config") or []:
+        if gateway := config.get("Gateway"):
+            return str(gateway)
+    return None
