@@ -20,6 +20,7 @@ from daemon.errors import LabelError
 _HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~@:+-]+$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -134,6 +135,12 @@ def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
 
     def label(key: str) -> str:
         return dotted + key
+
+    for key, value in sorted(ours.items()):
+        if key in KNOWN_KEYS and _CONTROL_RE.search(value):
+            raise LabelError(
+                label(key), value, "control characters (line breaks, tabs) are not allowed"
+            )
 
     if "enable" in ours and not parse_bool(label("enable"), ours["enable"]):
         return ParsedLabels(None, unknown, reason=f"{label('enable')} is false")

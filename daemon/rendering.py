@@ -142,7 +142,7 @@ def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
 def plan_layout(table: RoutingTable) -> Layout:
     """Group hosts by location shape and assign upstreams (deterministically)."""
     by_host: dict[str, list[Route]] = {}
-    for route in table.routes:
+    for route in sorted(table.routes, key=lambda r: (r.host, r.path)):
         by_host.setdefault(route.host, []).append(route)
 
     backend_sets: dict[tuple[Backend, ...], set[str]] = {}

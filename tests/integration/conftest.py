@@ -1,0 +1,339 @@
+"""Fixtures for integration tests: real Docker containers as backends, the daemon as a subprocess.
+
+Backends run tests/backend.py with the host's /usr/bin/python3 inside a tiny local image, so no
+registry is ever needed. Everything created here is labelled `dockyard-test=<label_prefix>` and
+removed at teardown; only the base image is kept (see test_image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker  # type: ignore[import-untyped, unused-ignore]
+import pytest
+from docker import DockerClient  # type: ignore[import-untyped, unused-ignore]
+from docker.models.containers import Container  # type: ignore[import-untyped, unused-ignore]
+from docker.models.networks import Network  # type: ignore[import-untyped, unused-ignore]
+
+from tests.integration.support import (
+    BACKEND_SCRIPT,
+    REPO_ROOT,
+    TEST_IMAGE,
+    TEST_LABEL,
+    UNKNOWN_HOST,
+    MakeNetwork,
+    Proxy,
+    RunProxy,
+    StartBackend,
+    free_ports,
+    wait_backend_ready,
+)
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+_GROUP = "root:x:0:\nnobody:x:65534:\n"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember each phase's report so run_proxy's teardown can print logs for failed tests."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[DockerClient]:
+    """One Docker Engine API client for the session (DOCKER_HOST or the default socket)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"Docker engine not reachable ({exc}); tests/run.sh starts dockerd")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def label_prefix() -> str:
+    """Per-session label prefix, so the daemon under test ignores every other container here.
+
+    It doubles as the session id in the `dockyard-test` label on everything the fixtures create.
+    """
+    return "dyt" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_leftovers(docker_client: DockerClient, label_prefix: str) -> Iterator[None]:
+    """Safety net at session end: remove whatever still carries this session's test label."""
+    yield
+    selector = {"label": f"{TEST_LABEL}={label_prefix}"}
+    for container in docker_client.containers.list(all=True, filters=selector):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for network in docker_client.networks.list(filters=selector):
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()
+
+
+def _base_rootfs_tar() -> bytes:
+    """Tar of empty mount points and merged-/usr symlinks; the host's /usr is mounted over usr/."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, mode in (
+            ("usr", 0o755),
+            ("tmp", 0o1777),
+            ("etc", 0o755),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
+            ("run", 0o755),
+            ("srv", 0o755),
+        ):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            tar.addfile(info)
+        for name in ("bin", "lib", "lib64", "sbin"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = f"usr/{name}"
+            tar.addfile(info)
+        for name, text in (("etc/passwd", _PASSWD), ("etc/group", _GROUP)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_client: DockerClient) -> str:
+    """A local base image made by `docker import`, because no registry is reachable.
+
+    Deliberately cached between runs and never removed: it is a few hundred bytes. Change the
+    tag in TEST_IMAGE whenever _base_rootfs_tar() changes, or an old cached image is reused.
+    """
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.get(TEST_IMAGE)
+        return TEST_IMAGE
+    repository, tag = TEST_IMAGE.rsplit(":", 1)
+    output = docker_client.api.import_image_from_data(
+        _base_rootfs_tar(), repository=repository, tag=tag
+    )
+    try:
+        docker_client.images.get(TEST_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"docker import of {TEST_IMAGE} failed: {output}")
+    return TEST_IMAGE
+
+
+@pytest.fixture
+def make_network(docker_client: DockerClient, label_prefix: str) -> Iterator[MakeNetwork]:
+    """Factory for uniquely named user-defined bridge networks, removed after the test."""
+    created: list[Network] = []
+
+    def make(
+        name: str | None = None,
+        *,
+        internal: bool = False,
+        labels: dict[str, str] | None = None,
+    ) -> Network:
+        network = docker_client.networks.create(
+            name or f"dyt-net-{uuid.uuid4().hex[:10]}",
+            driver="bridge",
+            internal=internal,
+            labels={**(labels or {}), TEST_LABEL: label_prefix},
+        )
+        created.append(network)
+        return network
+
+    yield make
+    for network in reversed(created):
+        with contextlib.suppress(docker.errors.NotFound):
+            network.reload()
+            for container in network.containers:  # normally none: start_backend tears down first
+                if container.labels.get(TEST_LABEL) == label_prefix:
+                    container.remove(force=True)
+                else:
+                    network.disconnect(container, force=True)
+            network.remove()
+
+
+@pytest.fixture
+def start_backend(
+    docker_client: DockerClient,
+    test_image: str,
+    label_prefix: str,
+    make_network: MakeNetwork,
+) -> Iterator[StartBackend]:
+    """Factory for backend containers running tests/backend.py, force-removed after the test.
+
+    Requests make_network only so that containers are removed before the networks they use.
+    """
+    created: list[Container] = []
+    api = docker_client.api
+
+    def create(
+        labels: dict[str, str] | None = None,
+        *,
+        name: str | None = None,
+        port: int = 8080,
+        network: str | None = None,
+        network_mode: str | None = None,
+        healthcheck: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        expose: bool = True,
+        start: bool = True,
+        raw_labels: dict[str, str] | None = None,
+        wait_ready: bool = True,
+    ) -> Container:
+        if network and network_mode:
+            raise ValueError("pass either network or network_mode, not both")
+        name = name or f"dyt-{uuid.uuid4().hex[:10]}"
+        all_labels = {f"{label_prefix}.{key}": value for key, value in (labels or {}).items()}
+        all_labels.update(raw_labels or {})
+        all_labels[TEST_LABEL] = label_prefix
+        host_config = api.create_host_config(
+            binds={
+                "/usr": {"bind": "/usr", "mode": "ro"},
+                str(BACKEND_SCRIPT): {"bind": "/srv/backend.py", "mode": "ro"},
+            },
+            network_mode=network or network_mode,
+        )
+        container_id = api.create_container(
+            test_image,
+            ["/usr/bin/python3", "/srv/backend.py", str(port)],
+            name=name,
+            labels=all_labels,
+            environment={"BACKEND_NAME": name, **(env or {})},
+            # Low-level `ports` only EXPOSEs; publishing would need port_bindings in host_config.
+            ports=[port] if expose else None,
+            host_config=host_config,
+            networking_config=(
+                api.create_networking_config({network: api.create_endpoint_config()})
+                if network
+                else None
+            ),
+            healthcheck=healthcheck,
+        )["Id"]
+        container = docker_client.containers.get(container_id)
+        created.append(container)
+        if start:
+            container.start()
+            if wait_ready:
+                wait_backend_ready(container, port)
+            container.reload()
+        return container
+
+    yield create
+    for container in reversed(created):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+
+def _wait_proxy_ready(proxy: Proxy, timeout: float = 15.0) -> None:
+    """Block until the daemon's nginx answers 404 for an unknown Host, or fail with its log."""
+    deadline = time.monotonic() + timeout
+    last = "no response yet"
+    while True:
+        code = proxy.process.poll()
+        if code is not None:
+            pytest.fail(f"daemon exited with {code} before serving; log tail:\n{proxy.log_tail()}")
+        try:
+            response = proxy.get(UNKNOWN_HOST, timeout=1.0)
+            if response.status == 404:
+                return
+            last = f"status {response.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"daemon not serving 404 for {UNKNOWN_HOST} on port {proxy.http_port} after "
+                f"{timeout}s (last: {last}); log tail:\n{proxy.log_tail()}"
+            )
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def run_proxy(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    label_prefix: str,
+    start_backend: StartBackend,
+) -> Iterator[RunProxy]:
+    """Factory starting `python -m daemon run` on free loopback ports; stopped after the test.
+
+    Requests start_backend only so that the daemon stops before the test's containers go.
+    Inherited DOCKYARD_* variables are dropped; an override of None removes a variable.
+    Every call defaults to the same state dir (tmp_path/state), which suits restart tests;
+    pass DOCKYARD_STATE_DIR to run two daemons at once.
+    """
+    proxies: list[Proxy] = []
+
+    def run(**env_overrides: str | None) -> Proxy:
+        http_port, https_port = free_ports(2)
+        env = {key: val for key, val in os.environ.items() if not key.startswith("DOCKYARD_")}
+        env |= {
+            "PYTHONUNBUFFERED": "1",
+            "DOCKYARD_HTTP_PORT": str(http_port),
+            "DOCKYARD_HTTPS_PORT": str(https_port),
+            "DOCKYARD_STATE_DIR": str(tmp_path / "state"),
+            "DOCKYARD_LABEL_PREFIX": label_prefix,
+            "DOCKYARD_LOG_FORMAT": "json",
+        }
+        for key, value in env_overrides.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        log_path = tmp_path / f"proxy-{len(proxies) + 1}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "daemon", "run"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        proxy = Proxy(
+            process,
+            log_path=log_path,
+            http_port=int(env.get("DOCKYARD_HTTP_PORT", http_port)),
+            https_port=int(env.get("DOCKYARD_HTTPS_PORT", https_port)),
+            state_dir=Path(env.get("DOCKYARD_STATE_DIR", tmp_path / "state")),
+            env=env,
+        )
+        proxies.append(proxy)
+        _wait_proxy_ready(proxy)
+        return proxy
+
+    yield run
+    reports = request.node.stash.get(_REPORTS, {})
+    failed = any(report.failed for report in reports.values())
+    problems: list[str] = []
+    for proxy in proxies:
+        if failed:
+            print(f"--- {proxy.log_path} (last lines) ---\n{proxy.log_tail()}")
+        try:
+            proxy.cleanup()
+        except AssertionError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise AssertionError("\n".join(problems))

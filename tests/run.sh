@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The one command that runs every check of dockyard on a fresh Debian bookworm machine, as root:
+# installs the system packages the integration tests need, starts dockerd if nothing answers,
+# builds .venv, then runs ruff, mypy and pytest. Arguments are passed to pytest, e.g.
+#   tests/run.sh -m "not integration"      tests/run.sh -x -k websocket
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+stage() { printf '\n==> %s\n' "$*"; }
+system_nginx_running() { [[ -s /run/nginx.pid ]] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; }
+
+stage "system packages: dockerd nginx pebble busybox"
+missing=()
+for cmd in dockerd nginx pebble busybox; do
+    command -v "$cmd" >/dev/null || missing+=("$cmd")
+done
+if ((${#missing[@]})); then
+    had_nginx=$(command -v nginx || true)
+    echo "missing: ${missing[*]}; installing docker.io nginx pebble busybox-static"
+    apt_log=/tmp/dockyard-apt.log
+    if ! { apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            docker.io nginx pebble busybox-static; } >"$apt_log" 2>&1; then
+        tail -n 40 "$apt_log"
+        echo "apt-get failed (full log: $apt_log)" >&2
+        exit 1
+    fi
+    # Debian's postinst may start the packaged nginx on port 80. Stop that one (and only when we
+    # just installed it) the polite way; the tests run their own nginx on free loopback ports.
+    if [[ -z "$had_nginx" ]] && system_nginx_running; then
+        echo "stopping the nginx that the package installation started"
+        nginx -s quit || true
+        for _ in $(seq 50); do
+            system_nginx_running || break
+            sleep 0.2
+        done
+    fi
+else
+    echo "all present"
+fi
+
+stage "docker engine"
+if docker info >/dev/null 2>&1; then
+    echo "dockerd answers"
+else
+    dockerd_log=/tmp/dockyard-dockerd.log
+    echo "starting dockerd in the background (log: $dockerd_log)"
+    nohup dockerd </dev/null >"$dockerd_log" 2>&1 &
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+        tail -n 40 "$dockerd_log"
+        echo "dockerd did not answer within 60 s" >&2
+        exit 1
+    fi
+    echo "dockerd answers"
+fi
+
+stage "python environment: .venv with .[test]"
+if ! .venv/bin/python -c '' 2>/dev/null; then
+    python3 -m venv --clear .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+stage "ruff check"
+.venv/bin/ruff check .
+
+stage "ruff format --check"
+.venv/bin/ruff format --check .
+
+stage "mypy"
+.venv/bin/mypy
+
+stage "pytest $*"
+rc=0
+.venv/bin/pytest "$@" || rc=$?
+if ((rc == 5)); then
+    echo "pytest collected no tests: that is a failure here" >&2
+    exit 1
+fi
+if ((rc == 0)); then
+    stage "all checks passed"
+fi
+exit "$rc"

@@ -1,0 +1,171 @@
+"""Label parsing and validation: every value is checked before it can reach nginx."""
+
+from __future__ import annotations
+
+import pytest
+
+from daemon.errors import LabelError
+from daemon.labels import RouteLabels, parse_labels
+
+P = "dockyard"
+
+# Everything that would change nginx syntax if it were printed into the config.
+INJECTIONS = [
+    "a.test; return 200",
+    "a.test}",
+    "{a.test",
+    "a.test#",
+    'a.test"',
+    "a.test'",
+    "a.test\nserver_name evil",
+    "a.test\r\n",
+    "$host",
+    "a.test $x",
+    "a`b",
+    "a\\b",
+]
+KEYS_WITH_VALUES = ["host", "port", "path", "path.strip", "network", "websocket", "enable"]
+
+
+def _labels(**values: str) -> dict[str, str]:
+    return {f"{P}.{key.replace('_', '.')}": value for key, value in values.items()}
+
+
+@pytest.mark.parametrize("key", KEYS_WITH_VALUES)
+@pytest.mark.parametrize("evil", INJECTIONS)
+def test_injection_attempts_are_rejected_in_every_label(key: str, evil: str) -> None:
+    """A value carrying nginx syntax is refused with the label and the value named."""
+    labels = {f"{P}.host": "ok.test", f"{P}.{key}": evil}
+    if key == "path":
+        labels[f"{P}.path"] = "/" + evil
+    with pytest.raises(LabelError) as caught:
+        parse_labels(labels, P)
+    assert caught.value.label == f"{P}.{key}"
+    assert caught.value.value == labels[f"{P}.{key}"]
+    assert caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "hosts"),
+    [
+        ("app.example.com", ("app.example.com",)),
+        ("App.Example.COM", ("app.example.com",)),
+        ("a.test, www.a.test", ("a.test", "www.a.test")),
+        ("*.example.com", ("*.example.com",)),
+        ("a.test,a.test", ("a.test",)),
+        ("localhost", ("localhost",)),
+        ("x.test.", ("x.test",)),
+        ("xn--bcher-kva.example", ("xn--bcher-kva.example",)),
+    ],
+)
+def test_valid_hosts_are_normalised(value: str, hosts: tuple[str, ...]) -> None:
+    """Host lists are split, lower-cased and de-duplicated."""
+    parsed = parse_labels(_labels(host=value), P)
+    assert parsed.route is not None
+    assert parsed.route.hosts == hosts
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "a..test",
+        "-a.test",
+        "a-.test",
+        "a_b.test",
+        "*",
+        "a.*.test",
+        "*a.test",
+        "a" * 64 + ".t",
+        "ä.test",
+        ",a.test",
+        "a.test,",
+        "x." * 127 + "x",
+    ],
+)
+def test_invalid_hosts_are_rejected(value: str) -> None:
+    """Names outside RFC 1123 (plus a leading ``*.``) are refused."""
+    with pytest.raises(LabelError):
+        parse_labels(_labels(host=value), P)
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "-1", "80a", "8 0", "", "٣"])
+def test_invalid_ports_are_rejected(value: str) -> None:
+    """Ports are ASCII numbers from 1 to 65535."""
+    with pytest.raises(LabelError):
+        parse_labels(_labels(host="a.test", port=value), P)
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ("/", "/"),
+        ("/jellyfin", "/jellyfin"),
+        ("/jellyfin/", "/jellyfin"),
+        ("/a/b.c-d_e~f", "/a/b.c-d_e~f"),
+    ],
+)
+def test_valid_paths_are_normalised(value: str, path: str) -> None:
+    """Paths lose their trailing slash; ``/`` stays ``/``."""
+    parsed = parse_labels(_labels(host="a.test", path=value), P)
+    assert parsed.route is not None
+    assert parsed.route.path == path
+
+
+@pytest.mark.parametrize(
+    "value", ["jellyfin", "/a//b", "/a/../b", "/./a", "/a b", "/a?b", "/a%20", "/*"]
+)
+def test_invalid_paths_are_rejected(value: str) -> None:
+    """Paths must start with ``/`` and use the safe character set, no dot segments."""
+    with pytest.raises(LabelError):
+        parse_labels(_labels(host="a.test", path=value), P)
+
+
+def test_all_labels_parse_into_route_labels() -> None:
+    """Every documented label lands in the typed result."""
+    parsed = parse_labels(
+        _labels(
+            host="a.test",
+            port="8096",
+            path="/jf",
+            path_strip="TRUE",
+            network="back-end_1",
+            websocket="yes",
+            enable="on",
+        ),
+        P,
+    )
+    assert parsed.route == RouteLabels(
+        hosts=("a.test",), port=8096, path="/jf", strip=True, network="back-end_1", websocket=True
+    )
+
+
+def test_container_without_host_is_not_exposed() -> None:
+    """No host label: no route, and the reason is given when other labels are present."""
+    assert parse_labels({"other": "x"}, P).route is None
+    assert parse_labels({"other": "x"}, P).reason is None
+    parsed = parse_labels(_labels(port="80"), P)
+    assert parsed.route is None
+    assert parsed.reason == "no dockyard.host label"
+
+
+def test_enable_false_excludes_the_container() -> None:
+    """``enable=false`` wins over every other label."""
+    parsed = parse_labels(_labels(host="a.test", enable="false"), P)
+    assert parsed.route is None
+    assert parsed.reason is not None
+
+
+def test_unknown_labels_are_reported_with_a_suggestion() -> None:
+    """A typo is reported with the closest known label, and the rest still parses."""
+    parsed = parse_labels(_labels(host="a.test", prot="80", colour="red"), P)
+    assert parsed.route is not None
+    suggestions = {u.label: u.suggestion for u in parsed.unknown}
+    assert suggestions == {"dockyard.prot": "dockyard.port", "dockyard.colour": None}
+
+
+def test_other_prefixes_are_ignored() -> None:
+    """Only labels under the configured prefix count."""
+    parsed = parse_labels({"dockyardx.host": "a.test", "other.host": "b.test"}, P)
+    assert parsed.route is None
+    assert parsed.unknown == ()

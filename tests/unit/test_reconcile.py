@@ -1,0 +1,187 @@
+"""Reconcile: one pass from snapshot to nginx, with culprit isolation, using small fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from daemon.errors import ConfigRejectedError, EngineUnavailableError
+from daemon.reconcile import Reconciler, find_culprits
+from daemon.rendering import Paths, RenderFacts, make_environment
+from daemon.routing import Attachment, ContainerInfo, RoutingContext
+from daemon.running import builtin_templates
+from daemon.settings import Settings
+from daemon.sources import Snapshot
+
+
+def test_find_culprits_finds_every_bad_one_with_few_tests() -> None:
+    """Bisection isolates exactly the bad ids in far fewer tests than one per suspect."""
+    suspects = [f"c{i:03d}" for i in range(200)]
+    bad = {"c017", "c150"}
+    calls = []
+
+    def passes(excluded: frozenset[str]) -> bool:
+        calls.append(excluded)
+        return bad <= excluded
+
+    assert find_culprits(suspects, passes) == frozenset(bad)
+    assert len(calls) < 40
+
+
+def test_find_culprits_gives_up_when_nobody_is_to_blame() -> None:
+    """If even the config without every suspect fails, the fault is elsewhere: None."""
+    assert find_culprits(["a", "b"], lambda excluded: False) is None
+
+
+def test_find_culprits_with_no_culprit_tests_once_more() -> None:
+    """A config that passes with nobody excluded yields an empty set."""
+    assert find_culprits(["a", "b"], lambda excluded: True) == frozenset()
+
+
+class FakeSource:
+    """Returns a fixed snapshot, or raises as an unreachable engine would."""
+
+    def __init__(self, containers: list[ContainerInfo]) -> None:
+        self.containers = containers
+        self.down = False
+
+    def snapshot(self) -> Snapshot:
+        if self.down:
+            raise EngineUnavailableError("connection refused")
+        return Snapshot(tuple(self.containers), RoutingContext())
+
+
+class FakeNginx:
+    """Accepts any config except one naming ``bad.test``; records what is applied."""
+
+    def __init__(self) -> None:
+        self.live: str | None = None
+        self.applied: list[str] = []
+        self.tested = 0
+        self._tested_text: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.live is not None
+
+    def live_text(self) -> str | None:
+        return self.live
+
+    def test(self, text: str) -> None:
+        self.tested += 1
+        if "server_name bad.test;" in text:
+            raise ConfigRejectedError('nginx: [emerg] something about "bad.test"')
+        self._tested_text = text
+
+    def apply(self, text: str) -> float:
+        assert text == self._tested_text
+        self.live = text
+        self.applied.append(text)
+        return 0.01
+
+
+def web(name: str, host: str, ip: str) -> ContainerInfo:
+    """A ready container serving ``host`` on port 80."""
+    return ContainerInfo(
+        id=f"id-{name}",
+        name=name,
+        labels=(("dockyard.host", host),),
+        attachments=(Attachment("bridge", ip),),
+        exposed_ports=(80,),
+    )
+
+
+@pytest.fixture
+def parts() -> tuple[FakeSource, FakeNginx, Reconciler]:
+    """A reconciler over a fake engine and a fake nginx."""
+    settings = Settings(state_dir=Path("/state"))
+    source = FakeSource([web("a", "a.test", "172.17.0.2")])
+    nginx = FakeNginx()
+    env = make_environment(None, builtin_templates())
+    facts = RenderFacts(Paths.under(settings.state_dir))
+    return source, nginx, Reconciler(settings, source, nginx, env, facts)
+
+
+def test_unchanged_state_does_not_reload(parts: tuple[FakeSource, FakeNginx, Reconciler]) -> None:
+    """A second pass over the same containers renders the same bytes and applies nothing."""
+    _, nginx, reconciler = parts
+    assert reconciler.reconcile() is True
+    assert reconciler.reconcile() is False
+    assert len(nginx.applied) == 1
+
+
+def test_summary_counts_added_and_removed(parts: tuple[FakeSource, FakeNginx, Reconciler]) -> None:
+    """``routes_applied`` reports what changed."""
+    source, _, reconciler = parts
+    reconciler.reconcile()
+    source.containers = [web("b", "b.test", "172.17.0.3"), web("c", "c.test", "172.17.0.4")]
+    with capture_logs() as logs:
+        reconciler.reconcile()
+    (summary,) = [e for e in logs if e["event"] == "routes_applied"]
+    assert (summary["added"], summary["removed"], summary["total"]) == (2, 1, 2)
+
+
+def test_rejected_container_is_dropped_and_the_rest_applied(
+    parts: tuple[FakeSource, FakeNginx, Reconciler],
+) -> None:
+    """When nginx refuses the config, the container behind it is left out, the rest served."""
+    source, nginx, reconciler = parts
+    source.containers = [
+        web("a", "a.test", "172.17.0.2"),
+        web("bad", "bad.test", "172.17.0.3"),
+        web("c", "c.test", "172.17.0.4"),
+    ]
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is True
+    assert nginx.live is not None
+    assert "server_name a.test;" in nginx.live or "a.test dockyard_u" in nginx.live
+    assert "bad.test" not in nginx.live
+    rejected = [e for e in logs if e["event"] == "container_rejected"]
+    assert [e["container"] for e in rejected] == ["bad"]
+    assert "bad.test" in rejected[0]["error"]
+
+    tested_before = nginx.tested
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is False
+    assert nginx.tested - tested_before == 1, "the known culprit is excluded up front"
+    assert not [e for e in logs if e["event"] == "container_rejected"]
+
+
+def test_engine_errors_propagate_and_keep_the_config(
+    parts: tuple[FakeSource, FakeNginx, Reconciler],
+) -> None:
+    """An unreachable engine raises and leaves the live config untouched."""
+    source, nginx, reconciler = parts
+    reconciler.reconcile()
+    live = nginx.live
+    source.down = True
+    with pytest.raises(EngineUnavailableError):
+        reconciler.reconcile()
+    assert nginx.live == live
+
+
+def test_problems_are_logged_once_per_labels(
+    parts: tuple[FakeSource, FakeNginx, Reconciler],
+) -> None:
+    """A bad label is logged once, and again only when the container's labels change."""
+    source, _, reconciler = parts
+    bad = ContainerInfo(
+        id="id-x", name="x", labels=(("dockyard.host", "x;y"),), exposed_ports=(80,)
+    )
+    source.containers = [bad]
+    with capture_logs() as logs:
+        reconciler.reconcile()
+        reconciler.reconcile()
+    invalid = [e for e in logs if e["event"] == "label_invalid"]
+    assert len(invalid) == 1
+    assert invalid[0]["label"] == "dockyard.host"
+    assert invalid[0]["value"] == "x;y"
+    assert invalid[0]["container"] == "x"
+    source.containers = [
+        ContainerInfo(id="id-x", name="x", labels=(("dockyard.host", "x{y"),), exposed_ports=(80,))
+    ]
+    with capture_logs() as logs:
+        reconciler.reconcile()
+    assert [e["value"] for e in logs if e["event"] == "label_invalid"] == ["x{y"]

@@ -1,0 +1,166 @@
+"""Rendering: the routing table becomes deterministic, injection-proof nginx config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from daemon.rendering import (
+    Paths,
+    RenderFacts,
+    config_generation,
+    make_environment,
+    plan_layout,
+    render_config,
+)
+from daemon.routing import Backend, Route, RoutingTable
+from daemon.running import builtin_templates
+from daemon.settings import Settings
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+SETTINGS = Settings(state_dir=Path("/var/lib/dockyard"), http_port=80)
+FACTS = RenderFacts(Paths.under(SETTINGS.state_dir))
+
+
+def route(host: str, path: str = "/", *ips: str, strip: bool = False, ws: bool = False) -> Route:
+    """A route to backends on port 8080 at ``ips``."""
+    return Route(
+        host=host,
+        path=path,
+        strip=strip,
+        websocket=ws,
+        backends=tuple(Backend(ip, 8080) for ip in ips),
+        containers=tuple(f"c-{ip}" for ip in ips),
+    )
+
+
+def render(table: RoutingTable, settings: Settings = SETTINGS) -> str:
+    """Render with the shipped templates."""
+    return render_config(table, settings, FACTS, make_environment(None, builtin_templates()))
+
+
+SAMPLE = RoutingTable(
+    (
+        route("a.test", "/", "172.17.0.2", "172.17.0.3"),
+        route("b.test", "/", "172.17.0.4"),
+        route("media.test", "/", "172.17.0.5"),
+        route("media.test", "/jellyfin", "172.17.0.6", strip=True, ws=True),
+        route("media.test", "/api", "172.17.0.7"),
+        route("sick.test", "/"),
+        route("*.wild.test", "/", "172.17.0.8"),
+    )
+)
+
+
+def check_snapshot(name: str, text: str) -> None:
+    """Compare with the stored snapshot; UPDATE_SNAPSHOTS=1 rewrites it."""
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_sample_config_matches_snapshot() -> None:
+    """The full config for a mixed table is exactly the reviewed snapshot."""
+    check_snapshot("sample.conf", render(SAMPLE))
+
+
+def test_empty_config_matches_snapshot() -> None:
+    """With no routes only the default server (404) and the control socket remain."""
+    check_snapshot("empty.conf", render(RoutingTable()))
+
+
+def test_rendering_is_deterministic() -> None:
+    """The same table renders to the same bytes, and so the same generation."""
+    first, second = render(SAMPLE), render(RoutingTable(tuple(reversed(SAMPLE.routes))))
+    assert first == second
+    assert config_generation(first) is not None
+    assert config_generation(first) != config_generation(render(RoutingTable()))
+
+
+def test_hosts_of_the_same_shape_share_a_server_and_a_map() -> None:
+    """Plain one-path hosts share one server block; a map picks each host's upstream."""
+    layout = plan_layout(SAMPLE)
+    shared = next(s for s in layout.servers if "a.test" in s.hosts)
+    assert shared.hosts == ("*.wild.test", "a.test", "b.test")
+    (location,) = shared.locations
+    assert location.target is not None
+    assert location.target.startswith("$")
+    (host_map,) = layout.maps
+    assert [host for host, _ in host_map.entries] == ["*.wild.test", "a.test", "b.test"]
+
+
+def test_replica_upstream_lists_every_backend() -> None:
+    """Replicas are one upstream with a server line each and keepalive."""
+    text = render(SAMPLE)
+    block = text[text.index("upstream dockyard_u1 {") :].split("}", 1)[0]
+    assert "server 172.17.0.2:8080;" in block
+    assert "server 172.17.0.3:8080;" in block
+    assert "keepalive 32;" in block
+
+
+def test_strip_rewrites_and_redirects_the_bare_prefix() -> None:
+    """``path.strip`` removes the prefix and sends ``/prefix`` to ``/prefix/``."""
+    text = render(SAMPLE)
+    assert "rewrite ^/jellyfin/(.*)$ /$1 break;" in text
+    assert "return 301 /jellyfin/$is_args$args;" in text
+
+
+def test_all_unhealthy_route_answers_503() -> None:
+    """A route whose containers are all not ready returns 503 instead of another site."""
+    text = render(RoutingTable((route("sick.test", "/"),)))
+    server = text[text.index("server_name sick.test;") :]
+    assert "return 503;" in server.split("}", 2)[1] + server.split("}", 2)[0]
+
+
+def test_websocket_routes_get_long_timeouts_and_no_buffering() -> None:
+    """``websocket=true`` gives days-long timeouts and unbuffered proxying."""
+    text = render(RoutingTable((route("ws.test", "/", "172.17.0.2", ws=True),)))
+    for directive in (
+        "proxy_read_timeout 7d;",
+        "proxy_send_timeout 7d;",
+        "proxy_buffering off;",
+        "proxy_request_buffering off;",
+    ):
+        assert directive in text
+
+
+def test_forwarding_headers_and_upgrade_are_set_on_every_route() -> None:
+    """Host is preserved, X-Forwarded-* and X-Real-IP come from the proxy, upgrades pass."""
+    text = render(SAMPLE)
+    for directive in (
+        "proxy_set_header Host $http_host;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-For $dockyard_forwarded_for;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $dockyard_connection;",
+        "server_tokens off;",
+        "proxy_http_version 1.1;",
+    ):
+        assert directive in text
+    assert "set_real_ip_from" not in text
+
+
+def test_trusted_proxies_enable_real_ip() -> None:
+    """Configured trusted proxies are the only sources whose X-Forwarded-For is believed."""
+    settings = Settings(state_dir=SETTINGS.state_dir, trusted_proxies=("10.0.0.0/8",))
+    text = render(SAMPLE, settings)
+    assert "set_real_ip_from 10.0.0.0/8;" in text
+    assert "        10.0.0.0/8 1;" in text
+
+
+def test_printing_unvalidated_syntax_is_refused() -> None:
+    """The last line of defence: a value with nginx syntax never reaches the output."""
+    for evil in ("a.test;", "a.test{", "a test", "a.test#", 'a"b'):
+        with pytest.raises(ValueError, match="refusing"):
+            render(RoutingTable((route(evil, "/", "172.17.0.2"),)))
+
+
+def test_long_host_names_get_big_enough_hash_buckets() -> None:
+    """A 253-character name must fit nginx's server_names hash bucket."""
+    name = ".".join(["a" * 63] * 3 + ["b" * 61])
+    layout = plan_layout(RoutingTable((route(name, "/", "172.17.0.2"),)))
+    assert layout.hashes.bucket_size >= len(name) + 2 + 16
+    assert layout.hashes.bucket_size % 64 == 0

@@ -1,0 +1,209 @@
+"""Routing: containers become one routing table; refusals become problems, not crashes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from daemon.routing import (
+    Attachment,
+    Backend,
+    ContainerInfo,
+    RoutingContext,
+    build_routes,
+)
+
+CTX = RoutingContext(label_prefix="dockyard")
+
+
+def container(
+    name: str,
+    ip: str = "172.17.0.2",
+    *,
+    network: str = "bridge",
+    ports: tuple[int, ...] = (8080,),
+    **labels: str,
+) -> ContainerInfo:
+    """A running container with ``dockyard.*`` labels given as keyword arguments."""
+    extra = {k: v for k, v in labels.items() if k in {"health", "paused", "network_mode"}}
+    ours = tuple(
+        sorted((f"dockyard.{k.replace('_', '.')}", v) for k, v in labels.items() if k not in extra)
+    )
+    return ContainerInfo(
+        id=f"id-{name}",
+        name=name,
+        labels=ours,
+        health=extra.get("health"),
+        paused=extra.get("paused") == "true",
+        network_mode=extra.get("network_mode", "bridge"),
+        attachments=(Attachment(network, ip),),
+        exposed_ports=ports,
+    )
+
+
+def test_replicas_share_one_route_with_every_backend() -> None:
+    """Containers with the same host and path are one route with several backends."""
+    result = build_routes(
+        [container("b", "172.17.0.3", host="a.test"), container("a", "172.17.0.2", host="a.test")],
+        CTX,
+    )
+    (route,) = result.table.routes
+    assert route.backends == (Backend("172.17.0.2", 8080), Backend("172.17.0.3", 8080))
+    assert route.containers == ("a", "b")
+    assert result.problems == ()
+
+
+def test_paths_on_one_host_are_separate_routes() -> None:
+    """Two containers on one host with different paths get a route each."""
+    result = build_routes(
+        [container("web", host="a.test"), container("jf", "172.17.0.9", host="a.test", path="/jf")],
+        CTX,
+    )
+    assert [(r.host, r.path) for r in result.table.routes] == [("a.test", "/"), ("a.test", "/jf")]
+
+
+def test_several_hosts_per_container() -> None:
+    """A host list gives the container a route per host."""
+    result = build_routes([container("web", host="a.test,b.test")], CTX)
+    assert [r.host for r in result.table.routes] == ["a.test", "b.test"]
+
+
+def test_port_label_wins_over_exposed_port() -> None:
+    """The port label chooses among exposed ports (or any port)."""
+    result = build_routes([container("web", ports=(80, 443), host="a.test", port="8443")], CTX)
+    assert result.table.routes[0].backends == (Backend("172.17.0.2", 8443),)
+
+
+def test_ambiguous_port_skips_the_container_with_a_reason() -> None:
+    """No port label and several exposed ports: skipped, and the reason says so."""
+    result = build_routes([container("web", ports=(80, 443), host="a.test")], CTX)
+    assert result.table.routes == ()
+    (problem,) = result.problems
+    assert problem.event == "container_skipped"
+    assert "2 exposed ports" in dict(problem.fields)["reason"]
+
+
+def test_network_label_selects_the_address() -> None:
+    """The network label picks that network's address, and a missing one is reported."""
+    info = ContainerInfo(
+        id="x",
+        name="web",
+        labels=(("dockyard.host", "a.test"), ("dockyard.network", "back")),
+        attachments=(Attachment("front", "10.0.1.2"), Attachment("back", "10.0.2.2")),
+        exposed_ports=(80,),
+    )
+    assert build_routes([info], CTX).table.routes[0].backends[0].address == "10.0.2.2"
+    missing = ContainerInfo(
+        id="y",
+        name="web2",
+        labels=(("dockyard.host", "b.test"), ("dockyard.network", "nowhere")),
+        attachments=(Attachment("front", "10.0.1.3"),),
+        exposed_ports=(80,),
+    )
+    result = build_routes([missing], CTX)
+    assert result.table.routes == ()
+    assert "nowhere" in dict(result.problems[0].fields)["reason"]
+
+
+def test_address_falls_back_default_network_then_shared_then_first() -> None:
+    """Without a label: DOCKYARD_NETWORK, then a network shared with the proxy, then the first."""
+    info = ContainerInfo(
+        id="x",
+        name="web",
+        labels=(("dockyard.host", "a.test"),),
+        attachments=(
+            Attachment("alpha", "10.0.0.2"),
+            Attachment("proxy", "10.0.1.2"),
+            Attachment("zeta", "10.0.2.2"),
+        ),
+        exposed_ports=(80,),
+    )
+
+    def address(ctx: RoutingContext) -> str:
+        return build_routes([info], ctx).table.routes[0].backends[0].address
+
+    assert address(RoutingContext(default_network="zeta", own_networks=("proxy",))) == "10.0.2.2"
+    assert address(RoutingContext(default_network="absent", own_networks=("proxy",))) == "10.0.1.2"
+    assert address(RoutingContext()) == "10.0.0.2"
+
+
+def test_host_network_containers_are_reached_through_the_bridge_gateway() -> None:
+    """``network_mode: host`` uses the bridge gateway address, not 127.0.0.1."""
+    info = container("jf", host="a.test", port="8096", network_mode="host")
+    info = dataclasses.replace(info, attachments=())
+    ctx = RoutingContext(host_gateway="172.17.0.1")
+    assert build_routes([info], ctx).table.routes[0].backends == (Backend("172.17.0.1", 8096),)
+    assert build_routes([info], CTX).problems[0].event == "container_skipped"
+
+
+def test_not_ready_containers_keep_the_route_but_get_no_traffic() -> None:
+    """Unhealthy, starting and paused containers leave the route with no backends (503)."""
+    ready = container("web", host="a.test")
+    for state in (
+        dataclasses.replace(ready, health="unhealthy"),
+        dataclasses.replace(ready, health="starting"),
+        dataclasses.replace(ready, paused=True),
+    ):
+        result = build_routes([state], CTX)
+        (route,) = result.table.routes
+        assert route.backends == ()
+
+
+def test_healthy_replica_serves_while_the_other_is_unhealthy() -> None:
+    """Only ready replicas become backends."""
+    result = build_routes(
+        [
+            container("a", "172.17.0.2", host="a.test", health="healthy"),
+            container("b", "172.17.0.3", host="a.test", health="unhealthy"),
+        ],
+        CTX,
+    )
+    assert result.table.routes[0].backends == (Backend("172.17.0.2", 8080),)
+
+
+def test_invalid_label_skips_only_that_container() -> None:
+    """One bad label drops its container (all its routes) and nothing else."""
+    result = build_routes(
+        [
+            container("bad", host="b.test,c.test", port="99999"),
+            container("good", "172.17.0.3", host="a.test"),
+        ],
+        CTX,
+    )
+    assert [r.host for r in result.table.routes] == ["a.test"]
+    (problem,) = result.problems
+    assert problem.event == "label_invalid"
+    assert dict(problem.fields) == {
+        "label": "dockyard.port",
+        "value": "99999",
+        "reason": "a port number from 1 to 65535",
+    }
+    assert result.skipped == frozenset({"id-bad"})
+
+
+def test_conflicting_replica_options_are_reported() -> None:
+    """Replicas that disagree on websocket/strip are reported; the first by name wins."""
+    result = build_routes(
+        [
+            container("a", "172.17.0.2", host="a.test", websocket="true"),
+            container("b", "172.17.0.3", host="a.test"),
+        ],
+        CTX,
+    )
+    assert result.table.routes[0].websocket is True
+    assert [p.event for p in result.problems] == ["route_conflict"]
+
+
+def test_excluded_containers_are_left_out() -> None:
+    """Bisection can build the table without chosen containers."""
+    result = build_routes(
+        [container("a", host="a.test"), container("b", "172.17.0.3", host="b.test")],
+        CTX,
+        exclude=frozenset({"id-a"}),
+    )
+    assert [r.host for r in result.table.routes] == ["b.test"]
+
+
+def test_table_is_independent_of_input_order() -> None:
+    """The same containers in any order give the same table."""
+    items = [container(n, f"172.17.0.{i}", host=f"{n}.test") for i, n in enumerate("abcde", 2)]
+    assert build_routes(items, CTX).table == build_routes(list(reversed(items)), CTX).table
