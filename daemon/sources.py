@@ -10,6 +10,8 @@ translated into ``EngineUnavailableError`` here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -211,4 +213,8 @@ def _bridge_gateway(api: Any) -> str | None:
     for config in (network.get("IPAM") or {}).get("Config") or []:
         if gateway := config.get("Gateway"):
             return str(gateway)
+        # The engine leaves Gateway out when it picked the default: the subnet's first host.
+        if subnet := config.get("Subnet"):
+            with contextlib.suppress(ValueError, StopIteration):
+                return str(next(ipaddress.ip_network(subnet, strict=False).hosts()))
     return None

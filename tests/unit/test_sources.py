@@ -1,0 +1,80 @@
+"""The Docker source's translation of engine documents, over a small fake API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from daemon.routing import Attachment
+from daemon.settings import Settings
+from daemon.sources import DockerSource, container_from_inspect, own_container_id
+
+INSPECT: dict[str, Any] = {
+    "Id": "c" * 64,
+    "Name": "/web-1",
+    "State": {"Running": True, "Paused": False, "Health": {"Status": "healthy"}},
+    "Config": {
+        "Labels": {"dockyard.host": "a.test", "other": "x"},
+        "ExposedPorts": {"8080/tcp": {}, "53/udp": {}},
+    },
+    "HostConfig": {"NetworkMode": "default"},
+    "NetworkSettings": {
+        "Networks": {"zeta": {"IPAddress": "10.0.2.2"}, "alpha": {"IPAddress": "10.0.1.2"}}
+    },
+}
+
+
+def test_inspect_document_becomes_container_info() -> None:
+    """Name, labels, state, health, networks (sorted) and TCP ports are read."""
+    info = container_from_inspect(INSPECT)
+    assert info.name == "web-1"
+    assert dict(info.labels) == {"dockyard.host": "a.test", "other": "x"}
+    assert info.ready
+    assert info.health == "healthy"
+    assert info.attachments == (Attachment("alpha", "10.0.1.2"), Attachment("zeta", "10.0.2.2"))
+    assert info.exposed_ports == (8080,)
+
+
+class FakeClient:
+    """Just enough of docker.DockerClient for ``DockerSource.snapshot``."""
+
+    def __init__(self) -> None:
+        self.api = self
+        self.inspected: list[str] = []
+
+    def containers(self) -> list[dict[str, Any]]:
+        return [
+            {"Id": "c" * 64, "Labels": {"dockyard.host": "a.test"}},
+            {"Id": "d" * 64, "Labels": {"unrelated": "1"}},
+        ]
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self.inspected.append(container_id)
+        return {**INSPECT, "HostConfig": {"NetworkMode": "host"}}
+
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        assert name == "bridge"
+        return {"IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}}
+
+    def close(self) -> None:
+        pass
+
+
+def test_snapshot_inspects_only_labelled_containers_and_finds_the_gateway() -> None:
+    """Unlabelled containers are never inspected; the bridge gateway defaults to .1."""
+    client = FakeClient()
+    source = DockerSource(Settings(container_id=None), client_factory=lambda: client)
+    snapshot = source.snapshot()
+    assert client.inspected == ["c" * 64]
+    assert [c.name for c in snapshot.containers] == ["web-1"]
+    assert snapshot.context.host_gateway == "172.17.0.1"
+
+
+def test_own_container_id_is_read_from_mountinfo(tmp_path: Any) -> None:
+    """Inside a container, the id comes from the bind mounts Docker sets up."""
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        f"1 2 0:1 /var/lib/docker/containers/{'e' * 64}/hostname /etc/hostname rw - ext4\n"
+    )
+    assert own_container_id(mountinfo) == "e" * 64
+    mountinfo.write_text("1 2 0:1 / / rw - ext4\n")
+    assert own_container_id(mountinfo) is None
