@@ -12,7 +12,7 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from tests.integration.support import Proxy, RunProxy, StartBackend, free_ports
+from tests.integration.support import RunProxy, StartBackend, free_ports
 
 # A health check that passes as soon as the backend answers, polled often so tests are quick.
 HEALTHY = {
