@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker  # type: ignore[import-untyped]
+import docker
 import pytest
 
 from tests.integration.support import RunProxy, wait_backend_ready
@@ -100,7 +100,7 @@ def engine(docker_client: Any, test_image: str) -> Iterator[PrivateEngine]:
         pytest.fail("dockerd and ip are needed (tests/run.sh installs docker.io)")
     root = Path(tempfile.mkdtemp(prefix="dyt-engine-", dir="/tmp"))
     bridge = f"dyt{uuid.uuid4().hex[:8]}"
-    gateway = f"10.213.{random.randint(1, 250)}.1/24"  # noqa: S311 - not security-related
+    gateway = f"10.213.{random.randint(1, 250)}.1/24"
     for command in (
         ["ip", "link", "add", bridge, "type", "bridge"],
         ["ip", "addr", "add", gateway, "dev", bridge],
@@ -146,7 +146,7 @@ def test_engine_restart_keeps_nginx_serving_and_resyncs_routes(
 ) -> None:
     """While the engine is down nginx keeps serving; once back, routes match the new state."""
     proxy = run_proxy(DOCKER_HOST=engine.url)
-    before = _start_backend(engine, test_image, label_prefix, "before.test")
+    _start_backend(engine, test_image, label_prefix, "before.test")
     assert proxy.wait_status("before.test", "/", 200).json()["name"] == "before.test"
     connected = len([e for e in proxy.logs() if e["event"] == "docker_events_connected"])
 
@@ -156,7 +156,7 @@ def test_engine_restart_keeps_nginx_serving_and_resyncs_routes(
     assert proxy.process.poll() is None
 
     engine.start()
-    after = _start_backend(engine, test_image, label_prefix, "after.test")
+    _start_backend(engine, test_image, label_prefix, "after.test")
     assert proxy.wait_status("after.test", "/", 200, timeout=20).json()["name"] == "after.test"
     proxy.wait_status("before.test", "/", 404, timeout=10)
     reconnects = [e for e in proxy.logs() if e["event"] == "docker_events_connected"]
