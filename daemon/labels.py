@@ -21,6 +21,7 @@ _HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~@:+-]+$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_ACME_PATH = "/.well-known/acme-challenge"
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -99,7 +100,10 @@ def parse_path(label: str, value: str) -> str:
                 value,
                 "path segments are letters, digits and . _ ~ @ : + - (no empty, '.' or '..')",
             )
-    return "/" + "/".join(segments)
+    path = "/" + "/".join(segments)
+    if path == _ACME_PATH or path.startswith(_ACME_PATH + "/"):
+        raise LabelError(label, value, "reserved for ACME HTTP-01 challenges")
+    return path
 
 
 def parse_bool(label: str, value: str) -> bool:

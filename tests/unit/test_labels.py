@@ -113,7 +113,19 @@ def test_valid_paths_are_normalised(value: str, path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["jellyfin", "/a//b", "/a/../b", "/./a", "/a b", "/a?b", "/a%20", "/*"]
+    "value",
+    [
+        "jellyfin",
+        "/a//b",
+        "/a/../b",
+        "/./a",
+        "/a b",
+        "/a?b",
+        "/a%20",
+        "/*",
+        "/.well-known/acme-challenge",
+        "/.well-known/acme-challenge/x",
+    ],
 )
 def test_invalid_paths_are_rejected(value: str) -> None:
     """Paths must start with ``/`` and use the safe character set, no dot segments."""
