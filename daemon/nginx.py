@@ -50,13 +50,8 @@ _LEVELS = {
 class NginxControl(Protocol):
     """What reconcile needs from nginx: test a config, then make it the live one."""
 
-    @property
-    def running(self) -> bool:
-        """Whether a master process is serving."""
-        ...
-
-    def live_text(self) -> str | None:
-        """The config nginx serves now (or last served), if any."""
+    def serving(self) -> str | None:
+        """The generation nginx was last confirmed to serve; None if unknown or not running."""
         ...
 
     def test(self, text: str) -> None:
@@ -165,6 +160,7 @@ class NginxProcess:
         self._started_at = 0.0
         self._stopping = False
         self._interrupted = threading.Event()
+        self._serving: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -175,6 +171,10 @@ class NginxProcess:
     def running(self) -> bool:
         """Whether the master process is alive."""
         return self.pid is not None
+
+    def serving(self) -> str | None:
+        """The generation confirmed live, while the master that confirmed it runs."""
+        return self._serving if self.running else None
 
     def prepare(self) -> None:
         """Create the state directories and retire an nginx left by a previous daemon."""
@@ -248,9 +248,12 @@ class NginxProcess:
         _fsync_dir(self._paths.config.parent)
         self._candidate_text = None
         generation = config_generation(text)
-        if self.pid is None:
-            return self.start(generation)
-        return self._reload(generation)
+        # Until the new generation answers, what nginx serves is unknown: a failed reload
+        # must not look like "already live" to the next pass.
+        self._serving = None
+        seconds = self.start(generation) if self.pid is None else self._reload(generation)
+        self._serving = generation
+        return seconds
 
     def start(self, generation: str | None = None) -> float:
         """Start the master on the live config and wait until it serves ``generation``."""
@@ -276,7 +279,10 @@ class NginxProcess:
         self._stderr_thread.start()
         self._started_at = time.monotonic()
         self._restart_at = None
-        self._wait_generation(generation or config_generation(self.live_text() or ""), began)
+        expected = generation or config_generation(self.live_text() or "")
+        self._serving = None
+        self._wait_generation(expected, began)
+        self._serving = expected
         seconds = time.monotonic() - began
         log.info("nginx_started", pid=self._proc.pid, seconds=round(seconds, 4))
         return seconds

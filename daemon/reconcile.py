@@ -18,7 +18,7 @@ import structlog
 
 from daemon.errors import ConfigRejectedError
 from daemon.nginx import NginxControl
-from daemon.rendering import RenderFacts, render_config
+from daemon.rendering import RenderFacts, config_generation, render_config
 from daemon.routing import ContainerInfo, Problem, RoutingResult, build_routes
 from daemon.settings import Settings
 from daemon.sources import ContainerSource
@@ -101,7 +101,7 @@ class Reconciler:
         elif remembered:
             log.debug("rejected_containers_still_excluded", count=len(remembered))
 
-        if self._nginx.running and text == self._nginx.live_text():
+        if config_generation(text) == self._nginx.serving():
             self._memory.keys = result.table.keys
             return False
         seconds = self._nginx.apply(text)

@@ -92,17 +92,12 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    try:
-        _first_pass(reconciler, nginx, settings, facts, env)
-    except EngineUnavailableError as err:
-        log.warning("docker_unavailable", error=str(err), retry_in=0.5)
-        trigger.schedule(0.5)
-
     watcher = threading.Thread(
         target=source.watch, args=(trigger.poke, stop), name="docker-events", daemon=True
     )
     watcher.start()
-    retry = 0.5
+    trigger.schedule(0.0)  # the first pass runs at once; the watcher's resync poke joins it
+    retry = 0.25
     while not stop.is_set():
         restart_in = nginx.restart_due_in()
         due = trigger.wait(0.5 if restart_in is None else min(0.5, restart_in))
@@ -113,48 +108,37 @@ def run(settings: Settings) -> int:
             continue
         try:
             reconciler.reconcile()
-            retry = 0.5
+            retry = 0.25
+            continue
         except EngineUnavailableError as err:
             retry = min(retry * 2, 10.0)
             log.warning("docker_unavailable", error=str(err), retry_in=retry)
-            trigger.schedule(retry)
         except NginxError as err:
-            log.error("nginx_apply_failed", error=str(err), retry_in=1.0)
-            trigger.schedule(1.0)
+            retry = min(retry * 2, 10.0)
+            log.error("nginx_apply_failed", error=str(err), retry_in=retry)
+        trigger.schedule(retry)
+        if not nginx.running:
+            _serve_without_engine(nginx, settings, facts, env)
 
     log.info("dockyard_stopping")
     nginx.stop()
     return 0
 
 
-def _first_pass(
-    reconciler: Reconciler,
-    nginx: NginxProcess,
-    settings: Settings,
-    facts: RenderFacts,
-    env: jinja2.Environment,
-) -> None:
-    """Serve as soon as possible: the current containers, else the last good config."""
-    try:
-        reconciler.reconcile()
-        return
-    except EngineUnavailableError:
-        if not nginx.running:
-            _serve_without_engine(nginx, settings, facts, env)
-        raise
-
-
 def _serve_without_engine(
     nginx: NginxProcess, settings: Settings, facts: RenderFacts, env: jinja2.Environment
 ) -> None:
-    """No engine at start: serve the last good config, or an empty one (404 everywhere)."""
-    live = nginx.live_text()
-    if live is not None and nginx.test_live() is None:
-        nginx.test(live)
-        nginx.apply(live)
-        log.info("serving_last_good_config")
-        return
-    empty = render_config(RoutingTable(), settings, facts, env)
-    nginx.test(empty)
-    nginx.apply(empty)
-    log.info("serving_empty_config")
+    """No routes yet: serve the last good config, or an empty one (404 everywhere)."""
+    try:
+        live = nginx.live_text()
+        if live is not None and nginx.test_live() is None:
+            nginx.test(live)
+            nginx.apply(live)
+            log.info("serving_last_good_config")
+            return
+        empty = render_config(RoutingTable(), settings, facts, env)
+        nginx.test(empty)
+        nginx.apply(empty)
+        log.info("serving_empty_config")
+    except NginxError as err:
+        log.error("nginx_start_failed", error=str(err))

@@ -323,3 +323,12 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_serves_without_an_engine_and_logs_why(run_proxy: RunProxy, tmp_path: Path) -> None:
+    """With no Docker engine at startup, nginx still serves (404s) and the reason is logged."""
+    proxy = run_proxy(DOCKER_HOST=f"unix://{tmp_path}/no-such.sock")
+    assert proxy.get("anything.test").status == 404
+    line = proxy.wait_log("docker_unavailable")
+    assert line["retry_in"] > 0
+    proxy.wait_log("serving_empty_config")

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from daemon.errors import ConfigRejectedError, EngineUnavailableError
 from daemon.reconcile import Reconciler, find_culprits
-from daemon.rendering import Paths, RenderFacts, make_environment
+from daemon.rendering import Paths, RenderFacts, config_generation, make_environment
 from daemon.routing import Attachment, ContainerInfo, RoutingContext
 from daemon.running import builtin_templates
 from daemon.settings import Settings
@@ -62,12 +62,8 @@ class FakeNginx:
         self.tested = 0
         self._tested_text: str | None = None
 
-    @property
-    def running(self) -> bool:
-        return self.live is not None
-
-    def live_text(self) -> str | None:
-        return self.live
+    def serving(self) -> str | None:
+        return None if self.live is None else config_generation(self.live)
 
     def test(self, text: str) -> None:
         self.tested += 1
