@@ -79,7 +79,7 @@ def run(settings: Settings) -> int:
     nginx.prepare()
     source = DockerSource(settings)
     reconciler = Reconciler(settings, source, nginx, env, facts)
-    trigger = Trigger(settings.debounce_min, settings.debounce_max)
+    trigger = Trigger(settings.debounce_min, settings.debounce_max, settings.reload_interval)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -107,7 +107,8 @@ def run(settings: Settings) -> int:
         if not due:
             continue
         try:
-            reconciler.reconcile()
+            if reconciler.reconcile():
+                trigger.applied()
             retry = 0.25
             continue
         except EngineUnavailableError as err:

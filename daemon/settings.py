@@ -43,6 +43,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     debounce_min: float = 0.02
     debounce_max: float = 0.5
+    reload_interval: float = 1.0
     worker_processes: str = "auto"
     worker_shutdown_timeout: str = "1h"
     container_id: str | None = None
@@ -149,6 +150,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one br
             "at least DOCKYARD_DEBOUNCE_MIN_MS",
         )
 
+    reload_interval = defaults.reload_interval
+    if v := get("DOCKYARD_RELOAD_INTERVAL_MS"):
+        reload_interval = _milliseconds("DOCKYARD_RELOAD_INTERVAL_MS", v)
+
     workers = get("DOCKYARD_WORKER_PROCESSES") or defaults.worker_processes
     if workers != "auto" and not (workers.isdigit() and 1 <= int(workers) <= 256):
         raise SettingsError("DOCKYARD_WORKER_PROCESSES", workers, "auto or 1 to 256")
@@ -176,6 +181,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one br
         trusted_proxies=trusted,
         debounce_min=debounce_min,
         debounce_max=debounce_max,
+        reload_interval=reload_interval,
         worker_processes=workers,
         worker_shutdown_timeout=shutdown,
         container_id=container_id,

@@ -3,8 +3,10 @@
 Sits between the sources and ``reconcile``. Events are only wake-ups: the loop re-reads
 all state, so a burst of events needs one pass, not one each. ``Debouncer`` is the
 pure rule (fire ``min_wait`` after the last poke, but never later than ``max_wait``
-after the first one); ``Trigger`` wraps it for threads. The loop runs one pass at a
-time, so pokes that arrive during a pass simply schedule the next one (single flight).
+after the first one, and never sooner than ``cooldown`` after the last applied change, so
+a long burst of starts costs about one reload per ``cooldown``, while a lone start
+after a quiet spell is applied at once); ``Trigger`` wraps it for threads. The loop runs
+one pass at a time, so pokes during a pass simply schedule the next one (single flight).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ class Debouncer:
 
     min_wait: float
     max_wait: float
+    cooldown: float = 0.0
     _first: float | None = None
     _last: float | None = None
     _timer: float | None = None
+    _applied: float | None = None
 
     def poke(self, now: float) -> None:
         """Something changed at ``now``."""
@@ -35,11 +39,18 @@ class Debouncer:
         """Fire at ``at`` at the latest, even with no poke (retries, periodic resyncs)."""
         self._timer = at if self._timer is None else min(self._timer, at)
 
+    def applied(self, now: float) -> None:
+        """A pass changed nginx's config at ``now``: the cooldown starts."""
+        self._applied = now
+
     def due_at(self) -> float | None:
         """The time the next pass should start, or None when nothing is pending."""
         candidates = []
         if self._first is not None and self._last is not None:
-            candidates.append(min(self._last + self.min_wait, self._first + self.max_wait))
+            due = min(self._last + self.min_wait, self._first + self.max_wait)
+            if self._applied is not None:
+                due = max(due, self._applied + self.cooldown)
+            candidates.append(due)
         if self._timer is not None:
             candidates.append(self._timer)
         return min(candidates) if candidates else None
@@ -60,9 +71,10 @@ class Trigger:
         self,
         min_wait: float,
         max_wait: float,
+        cooldown: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._debouncer = Debouncer(min_wait, max_wait)
+        self._debouncer = Debouncer(min_wait, max_wait, cooldown)
         self._clock = clock
         # Reentrant so a signal handler on the loop's own thread can wake it safely.
         self._cond = threading.Condition(threading.RLock())
@@ -79,6 +91,11 @@ class Trigger:
         with self._cond:
             self._debouncer.schedule(self._clock() + delay)
             self._cond.notify_all()
+
+    def applied(self) -> None:
+        """The loop applied a new config now."""
+        with self._cond:
+            self._debouncer.applied(self._clock())
 
     def wake(self) -> None:
         """Return from ``wait`` now (shutdown) without scheduling a pass."""

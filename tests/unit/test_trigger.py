@@ -41,6 +41,21 @@ def test_endless_burst_still_fires_at_max_wait() -> None:
     assert fired == [0.5, 1.01]
 
 
+def test_cooldown_spaces_reloads_in_a_burst() -> None:
+    """After an applied change, the next pass waits for the cooldown; a quiet start does not."""
+    d = Debouncer(0.02, 0.5, cooldown=1.0)
+    d.poke(0.0)
+    assert d.take(0.02)
+    d.applied(0.1)
+    d.poke(0.3)
+    assert d.due_at() == 1.1
+    assert not d.take(0.5)
+    assert d.take(1.1)
+    d.applied(1.2)
+    d.poke(5.0)
+    assert d.due_at() == 5.02
+
+
 def test_schedule_fires_without_pokes() -> None:
     """A scheduled retry fires at its time; the earlier of two schedules wins."""
     d = Debouncer(0.05, 0.5)
