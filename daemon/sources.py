@@ -58,6 +58,9 @@ _ENGINE_ERRORS = (
     OSError,
 )
 _CONTAINER_ID_RE = re.compile(r"/containers/([0-9a-f]{64})/")
+# The parenthesised parts of a list summary's Status ("Up 3 minutes (healthy)"): health
+# and pause state, without the uptime that changes every second.
+_STATUS_FLAGS_RE = re.compile(r"\(([^)]*)\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,29 @@ def container_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
+def summary_fingerprint(summary: Mapping[str, Any]) -> tuple[object, ...]:
+    """What in a ``/containers/json`` entry can change a container's route.
+
+    Equal fingerprints mean an earlier ``docker inspect`` of the same container is still
+    accurate for routing: labels, name, state, health, network addresses. (Exposed ports
+    and network mode cannot change while a container exists.)
+    """
+    networks = ((summary.get("NetworkSettings") or {}).get("Networks")) or {}
+    return (
+        summary.get("Id"),
+        tuple(summary.get("Names") or ()),
+        summary.get("State"),
+        tuple(_STATUS_FLAGS_RE.findall(str(summary.get("Status") or ""))),
+        tuple(sorted((summary.get("Labels") or {}).items())),
+        tuple(
+            sorted(
+                (name, (net or {}).get("IPAddress"), (net or {}).get("GlobalIPv6Address"))
+                for name, net in networks.items()
+            )
+        ),
+    )
+
+
 def own_container_id(mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
     """The id of the container this process runs in, if any (from its bind mounts)."""
     try:
@@ -127,6 +153,9 @@ class DockerSource:
         self._factory = client_factory or (lambda: docker.from_env(timeout=10))
         self._client: Any = None
         self._own_id = settings.container_id or own_container_id()
+        # Inspect results by container id, with the summary fingerprint they were read at:
+        # a pass inspects only what changed, so its cost does not grow with quiet containers.
+        self._inspected: dict[str, tuple[tuple[object, ...], ContainerInfo]] = {}
 
     def _api(self) -> Any:
         if self._client is None:
@@ -137,6 +166,7 @@ class DockerSource:
         if self._client is not None:
             self._client.close()
         self._client = None
+        self._inspected = {}
 
     def snapshot(self) -> Snapshot:
         """List running containers and inspect the ones carrying our labels."""
@@ -150,13 +180,22 @@ class DockerSource:
         api = self._api()
         summaries = api.containers()
         containers = []
+        inspected: dict[str, tuple[tuple[object, ...], ContainerInfo]] = {}
         for summary in summaries:
             if not has_prefixed_labels(summary.get("Labels") or {}, self._settings.label_prefix):
                 continue
-            try:
-                containers.append(container_from_inspect(api.inspect_container(summary["Id"])))
-            except docker.errors.NotFound:
-                continue  # gone between list and inspect: the next event resyncs
+            fingerprint = summary_fingerprint(summary)
+            cached = self._inspected.get(summary["Id"])
+            if cached is not None and cached[0] == fingerprint:
+                info = cached[1]
+            else:
+                try:
+                    info = container_from_inspect(api.inspect_container(summary["Id"]))
+                except docker.errors.NotFound:
+                    continue  # gone between list and inspect: the next event resyncs
+            inspected[summary["Id"]] = (fingerprint, info)
+            containers.append(info)
+        self._inspected = inspected
         return Snapshot(tuple(containers), self._context(api, containers))
 
     def _context(self, api: Any, containers: Iterable[ContainerInfo]) -> RoutingContext:

@@ -64,6 +64,8 @@ def test_path_prefix_with_strip(run_proxy: RunProxy, start_backend: StartBackend
     root = start_backend({"host": "media.test"})
     jellyfin = start_backend({"host": "media.test", "path": "/jellyfin", "path.strip": "true"})
     keep = start_backend({"host": "media.test", "path": "/api"})
+    # `/` answers every path, so a 200 alone would not show that the other routes are live.
+    proxy.wait_log("routes_applied", total=3)
 
     response = proxy.wait_status("media.test", "/jellyfin/web/index.html?v=2", 200)
     assert response.json()["name"] == jellyfin.name

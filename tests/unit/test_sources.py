@@ -40,10 +40,11 @@ class FakeClient:
     def __init__(self) -> None:
         self.api = self
         self.inspected: list[str] = []
+        self.status = "Up 2 seconds (healthy)"
 
     def containers(self) -> list[dict[str, Any]]:
         return [
-            {"Id": "c" * 64, "Labels": {"dockyard.host": "a.test"}},
+            {"Id": "c" * 64, "Labels": {"dockyard.host": "a.test"}, "Status": self.status},
             {"Id": "d" * 64, "Labels": {"unrelated": "1"}},
         ]
 
@@ -67,6 +68,20 @@ def test_snapshot_inspects_only_labelled_containers_and_finds_the_gateway() -> N
     assert client.inspected == ["c" * 64]
     assert [c.name for c in snapshot.containers] == ["web-1"]
     assert snapshot.context.host_gateway == "172.17.0.1"
+
+
+def test_snapshot_reinspects_only_containers_whose_summary_changed() -> None:
+    """Uptime ticking is no change; a new health state in the list summary is one."""
+    client = FakeClient()
+    source = DockerSource(Settings(container_id=None), client_factory=lambda: client)
+    source.snapshot()
+    client.status = "Up 9 seconds (healthy)"
+    again = source.snapshot()
+    assert client.inspected == ["c" * 64]
+    assert [c.name for c in again.containers] == ["web-1"]
+    client.status = "Up 10 seconds (unhealthy)"
+    source.snapshot()
+    assert client.inspected == ["c" * 64, "c" * 64]
 
 
 def test_own_container_id_is_read_from_mountinfo(tmp_path: Any) -> None:

@@ -1,0 +1,79 @@
+"""The benchmark scripts in bench/ run end to end in their quick ``--smoke`` mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.integration.support import REPO_ROOT
+
+
+def _run_smoke(script: str, out: Path) -> dict[str, Any]:
+    """Run ``bench/<script>.py --smoke`` from the repository root; return its JSON result."""
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}.py", "--smoke", "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr}"
+    assert "| " in done.stdout  # a markdown table was printed
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def test_start_to_200_smoke(tmp_path: Path) -> None:
+    """start_to_200.py --smoke exits 0 and writes start→200, load and burst results."""
+    data = _run_smoke("start_to_200", tmp_path / "start_to_200.json")
+
+    assert data["benchmark"] == "start_to_200"
+    assert {"machine", "summary", "sequential", "loaded", "bursts", "docker_only_floor"} <= set(
+        data
+    )
+    assert data["loaded"]["background"] == 3
+    assert len(data["loaded"]["records"]) == 1
+    assert data["args"]["smoke"] is True
+    assert len(data["sequential"]["records"]) == 2
+    for record in data["sequential"]["records"]:
+        assert {"start_returned", "direct_200", "proxy_200", "routes_applied"} <= set(
+            record["seconds"]
+        )
+    (burst,) = data["bursts"]
+    assert burst["containers"] == 3
+    assert burst["proxy_200_missing"] == 0
+    assert burst["reloads"] >= 1
+    assert set(data["summary"]["targets"]) == {
+        "median_start_to_200",
+        "burst_all_live",
+        "burst_reloads",
+    }
+    assert data["summary"]["sequential"]["seconds"]["proxy_200"]["n"] == 2
+
+
+def test_scale_smoke(tmp_path: Path) -> None:
+    """scale.py --smoke exits 0 and writes render, nginx -t, reload and memory figures."""
+    data = _run_smoke("scale", tmp_path / "scale.json")
+
+    assert data["benchmark"] == "scale"
+    (result,) = data["results"]
+    assert result["routes"] == 50
+    assert {
+        "render",
+        "validate",
+        "reload",
+        "reload_until_old_workers_gone",
+        "render_validate_reload_seconds",
+        "nginx_memory",
+        "daemon_memory",
+        "naive_layout_nginx_t",
+        "address_map_layout_nginx_t",
+    } <= result.keys()
+    assert result["render"]["bytes"] > 0
+    assert result["nginx_memory"]["pss_mb"] > 0
+    assert result["reload"]["n"] == 5
+    assert set(data["targets"]) == {"routes", "render_validate_reload", "nginx_memory_pss"}
