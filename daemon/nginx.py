@@ -22,6 +22,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -34,6 +35,7 @@ from daemon.settings import Settings
 log = structlog.get_logger("daemon.nginx")
 
 _PR_SET_CHILD_SUBREAPER = 36
+_MMAP_THRESHOLD = 4096
 _ERROR_LINE_RE = re.compile(r"^\S+ \S+ \[(\w+)\] (?:\d+#\d+: )?(?:\*\d+ )?(.*)$")
 _LEVELS = {
     "emerg": "error",
@@ -81,6 +83,23 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def master_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The nginx master's environment: ours, plus a malloc setting that bounds its memory.
+
+    A reload parses the new config into fresh memory and frees the old one; glibc keeps
+    freed heap memory, and every new worker is forked from that doubled heap (10,000
+    routes: 154 MB after start, 307 MB after a reload). With allocations of 4 KiB and up
+    served by mmap, nginx's config pools go back to the system when freed, and memory
+    stays flat across reloads. Only the master gets it: it makes ``nginx -t`` slower.
+    """
+    env = dict(environ)
+    tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
+    if not any(t.startswith("glibc.malloc.mmap_threshold=") for t in tunables):
+        tunables.append(f"glibc.malloc.mmap_threshold={_MMAP_THRESHOLD}")
+    env["GLIBC_TUNABLES"] = ":".join(tunables)
+    return env
 
 
 def become_subreaper() -> bool:
@@ -266,6 +285,7 @@ class NginxProcess:
         try:
             self._proc = subprocess.Popen(
                 argv,
+                env=master_environment(os.environ),
                 stdin=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 process_group=0,  # a Ctrl-C to the daemon must not hit nginx directly

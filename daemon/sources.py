@@ -14,7 +14,7 @@ import contextlib
 import ipaddress
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,6 +105,30 @@ def container_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         network_mode=str(host_config.get("NetworkMode") or "bridge"),
         attachments=attachments,
         exposed_ports=tuple(sorted(set(ports))),
+    )
+
+
+def event_matters(
+    event: Mapping[str, Any], prefix: str, known: Container[str], own_id: str | None
+) -> bool:
+    """Whether a Docker event can change the routes, so it is worth a pass.
+
+    Container events carry the container's labels: one without ``<prefix>.*`` labels
+    (that is not the proxy's own container) cannot change a route. Network events carry
+    only the container id: they matter for containers the last pass saw (``known``) and
+    for the proxy itself. A starting container's network ``connect`` comes ~0.2 s before
+    its ``start`` and finds nothing new (it has no address yet), so skipping it keeps the
+    ``start`` pass from queueing behind a useless one.
+    """
+    if str(event.get("Action", "")).split(":", 1)[0] not in RELEVANT_ACTIONS:
+        return False
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    if event.get("Type") == "network":
+        container = attributes.get("container")
+        return container is not None and (container in known or container == own_id)
+    return has_prefixed_labels(attributes, prefix) or (
+        own_id is not None and actor.get("ID") == own_id
     )
 
 
@@ -230,8 +254,9 @@ class DockerSource:
                 for event in stream:
                     if stop.is_set():
                         break
-                    action = str(event.get("Action", "")).split(":", 1)[0]
-                    if action in RELEVANT_ACTIONS:
+                    # The dict is replaced, never mutated, by the pass: safe to read here.
+                    known = self._inspected
+                    if event_matters(event, self._settings.label_prefix, known, self._own_id):
                         on_change()
                 stream.close()
                 client.close()

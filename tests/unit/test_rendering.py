@@ -95,10 +95,24 @@ def test_hosts_of_the_same_shape_share_a_server_and_a_map() -> None:
 def test_replica_upstream_lists_every_backend() -> None:
     """Replicas are one upstream with a server line each and keepalive."""
     text = render(SAMPLE)
-    block = text[text.index("upstream dockyard_u1 {") :].split("}", 1)[0]
+    block = text[: text.index("server 172.17.0.2:8080;")].rsplit("upstream ", 1)[1]
+    block += text[text.index("server 172.17.0.2:8080;") :].split("}", 1)[0]
     assert "server 172.17.0.2:8080;" in block
     assert "server 172.17.0.3:8080;" in block
-    assert "keepalive 32;" in block
+    assert "keepalive 16;" in block
+
+
+def test_upstream_names_are_stable_and_differ_early_and_in_length() -> None:
+    """Names do not shift when routes come and go, and nginx tells them apart at once."""
+    many = RoutingTable(
+        tuple(route(f"h{i}.test", "/", f"10.0.{i // 250}.{i % 250}") for i in range(500))
+    )
+    names = {u.servers: u.name for u in plan_layout(many).upstreams}
+    assert len(set(names.values())) == 500
+    fewer = RoutingTable(many.routes[::2])
+    assert all(names[u.servers] == u.name for u in plan_layout(fewer).upstreams)
+    assert len({name[:2] for name in names.values()}) == 16
+    assert len({len(name) for name in names.values()}) == 32
 
 
 def test_strip_rewrites_and_redirects_the_bare_prefix() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from daemon.routing import Attachment
 from daemon.settings import Settings
-from daemon.sources import DockerSource, container_from_inspect, own_container_id
+from daemon.sources import DockerSource, container_from_inspect, event_matters, own_container_id
 
 INSPECT: dict[str, Any] = {
     "Id": "c" * 64,
@@ -93,3 +93,47 @@ def test_own_container_id_is_read_from_mountinfo(tmp_path: Any) -> None:
     assert own_container_id(mountinfo) == "e" * 64
     mountinfo.write_text("1 2 0:1 / / rw - ext4\n")
     assert own_container_id(mountinfo) is None
+
+
+def test_events_without_our_labels_or_known_containers_are_ignored() -> None:
+    """Only events that can change a route wake the loop (labels, known ids, the proxy)."""
+    labelled = {
+        "Type": "container",
+        "Action": "start",
+        "Actor": {"ID": "a", "Attributes": {"dockyard.host": "a.test", "name": "a"}},
+    }
+    unlabelled = {
+        "Type": "container",
+        "Action": "start",
+        "Actor": {"ID": "b", "Attributes": {"name": "b"}},
+    }
+    health = {
+        "Type": "container",
+        "Action": "exec_start: curl -f localhost",
+        "Actor": {"ID": "a", "Attributes": {"dockyard.host": "a.test"}},
+    }
+    connect_known = {
+        "Type": "network",
+        "Action": "connect",
+        "Actor": {"ID": "n", "Attributes": {"container": "k"}},
+    }
+    connect_new = {
+        "Type": "network",
+        "Action": "connect",
+        "Actor": {"ID": "n", "Attributes": {"container": "z"}},
+    }
+    connect_own = {
+        "Type": "network",
+        "Action": "disconnect",
+        "Actor": {"ID": "n", "Attributes": {"container": "me"}},
+    }
+    own_update = {"Type": "container", "Action": "update", "Actor": {"ID": "me", "Attributes": {}}}
+    known = {"k"}
+    assert event_matters(labelled, "dockyard", known, "me")
+    assert not event_matters(unlabelled, "dockyard", known, "me")
+    assert not event_matters(health, "dockyard", known, "me")
+    assert event_matters(connect_known, "dockyard", known, "me")
+    assert not event_matters(connect_new, "dockyard", known, "me")
+    assert event_matters(connect_own, "dockyard", known, "me")
+    assert event_matters(own_update, "dockyard", known, "me")
+    assert not event_matters(own_update, "dockyard", known, None)
