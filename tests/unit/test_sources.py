@@ -95,45 +95,23 @@ def test_own_container_id_is_read_from_mountinfo(tmp_path: Any) -> None:
     assert own_container_id(mountinfo) is None
 
 
+def event(kind: str, action: str, actor: str, **attributes: str) -> dict[str, Any]:
+    """A Docker event as the SDK decodes it."""
+    return {"Type": kind, "Action": action, "Actor": {"ID": actor, "Attributes": attributes}}
+
+
 def test_events_without_our_labels_or_known_containers_are_ignored() -> None:
     """Only events that can change a route wake the loop (labels, known ids, the proxy)."""
-    labelled = {
-        "Type": "container",
-        "Action": "start",
-        "Actor": {"ID": "a", "Attributes": {"dockyard.host": "a.test", "name": "a"}},
-    }
-    unlabelled = {
-        "Type": "container",
-        "Action": "start",
-        "Actor": {"ID": "b", "Attributes": {"name": "b"}},
-    }
-    health = {
-        "Type": "container",
-        "Action": "exec_start: curl -f localhost",
-        "Actor": {"ID": "a", "Attributes": {"dockyard.host": "a.test"}},
-    }
-    connect_known = {
-        "Type": "network",
-        "Action": "connect",
-        "Actor": {"ID": "n", "Attributes": {"container": "k"}},
-    }
-    connect_new = {
-        "Type": "network",
-        "Action": "connect",
-        "Actor": {"ID": "n", "Attributes": {"container": "z"}},
-    }
-    connect_own = {
-        "Type": "network",
-        "Action": "disconnect",
-        "Actor": {"ID": "n", "Attributes": {"container": "me"}},
-    }
-    own_update = {"Type": "container", "Action": "update", "Actor": {"ID": "me", "Attributes": {}}}
-    known = {"k"}
-    assert event_matters(labelled, "dockyard", known, "me")
-    assert not event_matters(unlabelled, "dockyard", known, "me")
-    assert not event_matters(health, "dockyard", known, "me")
-    assert event_matters(connect_known, "dockyard", known, "me")
-    assert not event_matters(connect_new, "dockyard", known, "me")
-    assert event_matters(connect_own, "dockyard", known, "me")
-    assert event_matters(own_update, "dockyard", known, "me")
-    assert not event_matters(own_update, "dockyard", known, None)
+    ours = {"dockyard.host": "a.test"}
+
+    def matters(e: dict[str, Any], own: str | None = "me") -> bool:
+        return event_matters(e, "dockyard", {"k"}, own)
+
+    assert matters(event("container", "start", "a", name="a", **ours))
+    assert not matters(event("container", "start", "b", name="b"))
+    assert not matters(event("container", "exec_start: curl -f localhost", "a", **ours))
+    assert matters(event("network", "connect", "n", container="k"))
+    assert not matters(event("network", "connect", "n", container="z"))
+    assert matters(event("network", "disconnect", "n", container="me"))
+    assert matters(event("container", "update", "me"))
+    assert not matters(event("container", "update", "me"), own=None)
