@@ -1,6 +1,9 @@
 """dockyard's ACME client and crash-safe JSON certificate store.
 
-Planned flow (the ACME issue): planning (which hosts need certificates) → orders
-(HTTP-01 through certbot's ``acme`` in a worker thread) → store (atomic JSON writes).
-The daemon asks this package for certificates; this package never imports ``daemon``.
+The flow, one module a step: ``planning`` (pure: which host names need an order, a
+renewal or an ARI look-up, and when to look again) → orders (HTTP-01 through certbot's
+``acme`` in a worker thread; next increment) → ``store`` (the JSON file: atomic 0600
+writes, refusals, the writer lock). ``records`` holds the frozen values and their JSON
+form; ``errors`` the package's error tree. The daemon asks this package for
+certificates; this package never imports ``daemon``.
 """
