@@ -104,25 +104,30 @@ class JsonStore:
             msg = "save() without holding the store lock"
             raise RuntimeError(msg)
         text = json.dumps(store_to_json(data), indent=2) + "\n"
-        write_private(self.path, text.encode("utf-8"))
+        write_atomic(self.path, text.encode("utf-8"))
 
     def set_aside(self) -> Path:
         """Rename an unusable store out of the way (kept, never deleted); return its new path."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = self.path.with_name(f"{self.path.name}.unreadable-{stamp}")
         self.path.rename(aside)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return aside
 
 
-def write_private(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` atomically, readable by the owner only from the start."""
+def write_atomic(path: Path, content: bytes, mode: int = _PRIVATE_FILE) -> None:
+    """Write ``content`` to ``path`` so readers see the old file or the new one, never half.
+
+    The temp file has ``mode`` from its creation (0600 by default: keys are never readable
+    by others, not even for a moment); the rename and the directory fsync make it durable.
+    The daemon writes its nginx config through here too.
+    """
     path.parent.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, _PRIVATE_FILE)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _PRIVATE_FILE)  # an old temp file may have kept its mode
+            os.fchmod(handle.fileno(), mode)  # umask, or an old temp file, may differ
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
@@ -131,10 +136,11 @@ def write_private(path: Path, content: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

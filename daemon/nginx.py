@@ -28,6 +28,7 @@ from typing import IO, Protocol
 
 import structlog
 
+from acme_store.store import fsync_dir, write_atomic
 from daemon.errors import ConfigRejectedError, NginxError
 from daemon.rendering import Paths, config_generation
 from daemon.settings import Settings
@@ -63,26 +64,6 @@ class NginxControl(Protocol):
     def apply(self, text: str) -> float:
         """Make the last tested ``text`` live; return seconds until it answered."""
         ...
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.chmod(mode)
-    tmp.replace(path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def master_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -227,7 +208,7 @@ class NginxProcess:
 
     def test(self, text: str) -> None:
         """Write ``text`` as the candidate and run ``nginx -t`` on it."""
-        write_atomic(self._candidate, text)
+        write_atomic(self._candidate, text.encode("utf-8"), mode=0o644)
         self._candidate_text = None
         result = self._run_test(self._candidate)
         if result is not None:
@@ -264,7 +245,7 @@ class NginxProcess:
             msg = "apply() without a successful test() of the same text"
             raise NginxError(msg)
         self._candidate.replace(self._paths.config)
-        _fsync_dir(self._paths.config.parent)
+        fsync_dir(self._paths.config.parent)
         self._candidate_text = None
         generation = config_generation(text)
         # Until the new generation answers, what nginx serves is unknown: a failed reload
