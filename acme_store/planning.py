@@ -100,20 +100,17 @@ def plan_certificates(
             not_eligible.append(host)
             continue
         record = data.certificate_for(directory, host)
+        issued = record is not None and record.issued
         due = _order_due(record, now)
-        if due > now:
-            wake_at = min(wake_at, due)
-        elif record is not None and record.issued:
-            renew.append(host)
-        else:
-            order.append(host)
+        if due <= now:
+            (renew if issued else order).append(host)
             continue
-        if record is not None and record.issued and due > now:
-            next_check = record.ari_next_check
-            if next_check is None or next_check <= now:
+        wake_at = min(wake_at, due)
+        if record is not None and issued:
+            if record.ari_next_check is None or record.ari_next_check <= now:
                 check.append(host)
             else:
-                wake_at = min(wake_at, next_check)
+                wake_at = min(wake_at, record.ari_next_check)
     return Plan(tuple(order), tuple(renew), tuple(check), tuple(not_eligible), wake_at)
 
 

@@ -149,6 +149,9 @@ def store_to_json(data: StoreData) -> dict[str, Any]:
     }
 
 
+_KIND_NAMES: dict[type, str] = {str: "a string", int: "a whole number", list: "a list"}
+
+
 class _Fields:
     """Typed access to one JSON object, naming the place of any bad field."""
 
@@ -158,7 +161,7 @@ class _Fields:
         self._raw: Mapping[str, Any] = raw
         self._where = where
 
-    def _get(self, key: str, kind: type | tuple[type, ...], required: bool) -> Any:
+    def _get(self, key: str, kind: type, required: bool) -> Any:
         if key not in self._raw or self._raw[key] is None:
             if required:
                 raise RecordError(f"{self._where}.{key}", "missing")
@@ -166,7 +169,7 @@ class _Fields:
         value = self._raw[key]
         # bool is an int to Python, never a count or a version here
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            raise RecordError(f"{self._where}.{key}", f"expected {_kind_name(kind)}")
+            raise RecordError(f"{self._where}.{key}", f"expected {_KIND_NAMES[kind]}")
         return value
 
     def text(self, key: str) -> str:
@@ -204,12 +207,6 @@ class _Fields:
     def items(self, key: str) -> list[object]:
         value: list[object] | None = self._get(key, list, required=False)
         return value or []
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "a whole number", list: "a list"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
 def _account(raw: object, where: str) -> Account:

@@ -48,11 +48,6 @@ class JsonStore:
     def __exit__(self, *exc: object) -> None:
         self.unlock()
 
-    @property
-    def locked(self) -> bool:
-        """Whether this process holds the store's lock."""
-        return self._lock is not None
-
     def lock(self) -> None:
         """Take the exclusive lock, or raise ``StoreLockedError`` if another process has it."""
         if self._lock is not None:

@@ -94,21 +94,19 @@ class Reconciler:
         result = build(remembered)
         self._report(result.problems, containers)
         text = self._try_render(result)
-        # Most passes change nothing (an unlabelled container started, a health check
-        # passed again): compare before paying for `nginx -t`, which grows with the config.
-        if text is not None and config_generation(text) == self._nginx.serving():
-            self._memory.keys = result.table.keys
-            return False
-        if text is None or not self._accepts(text):
+        # Most passes change nothing (a health check passed again, a replica's twin
+        # restarted): a config nginx already serves needs no `nginx -t`, which grows with
+        # the config.
+        if text is None or (not self._is_live(text) and not self._accepts(text)):
             text, result = self._without_culprits(containers, build, result)
             if text is None:
-                return False
-            if config_generation(text) == self._nginx.serving():
-                self._memory.keys = result.table.keys
                 return False
         elif remembered:
             log.debug("rejected_containers_still_excluded", count=len(remembered))
 
+        if self._is_live(text):
+            self._memory.keys = result.table.keys
+            return False
         seconds = self._nginx.apply(text)
         keys = result.table.keys
         log.info(
@@ -121,6 +119,9 @@ class Reconciler:
         )
         self._memory.keys = keys
         return True
+
+    def _is_live(self, text: str) -> bool:
+        return config_generation(text) == self._nginx.serving()
 
     def _try_render(self, result: RoutingResult) -> str | None:
         try:
