@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
 import json
 import os
 import platform
@@ -25,7 +24,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -45,24 +43,23 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from daemon.nginx import children_of  # noqa: E402
 from tests.integration.support import (  # noqa: E402 - needs the sys.path entry above
     BACKEND_SCRIPT,
-    TEST_IMAGE,
     UNKNOWN_HOST,
     Proxy,
+    ensure_test_image,
     free_ports,
     http_request,
+    launch_daemon,
 )
 
 # Re-exported for the scripts (mypy --strict wants imported names listed to re-export them).
-__all__ = ["UNKNOWN_HOST", "Proxy", "free_ports", "http_request"]
+__all__ = ["UNKNOWN_HOST", "Proxy", "children_of", "free_ports", "http_request"]
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 BENCH_LABEL = "dockyard-bench"
 BACKEND_PORT = 8080
-
-_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-_GROUP = "root:x:0:\nnobody:x:65534:\n"
 
 
 def exit_on_sigterm() -> None:
@@ -86,47 +83,9 @@ def docker_client(pool: int = 64) -> Any:
     return client
 
 
-def _base_rootfs_tar() -> bytes:
-    """Empty mount points and merged-/usr symlinks; a copy of the test fixture's tar."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, mode in (
-            ("usr", 0o755),
-            ("tmp", 0o1777),
-            ("etc", 0o755),
-            ("proc", 0o555),
-            ("sys", 0o555),
-            ("dev", 0o755),
-            ("run", 0o755),
-            ("srv", 0o755),
-        ):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = mode
-            tar.addfile(info)
-        for name in ("bin", "lib", "lib64", "sbin"):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = f"usr/{name}"
-            tar.addfile(info)
-        for name, text in (("etc/passwd", _PASSWD), ("etc/group", _GROUP)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def ensure_image(client: Any) -> str:
-    """The test image, made by `docker import` when missing (it is shared and never deleted)."""
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        client.images.get(TEST_IMAGE)
-        return TEST_IMAGE
-    repository, tag = TEST_IMAGE.rsplit(":", 1)
-    client.api.import_image_from_data(_base_rootfs_tar(), repository=repository, tag=tag)
-    client.images.get(TEST_IMAGE)
-    return TEST_IMAGE
+    """The test image the integration tests use, made when missing (never deleted)."""
+    return ensure_test_image(client)
 
 
 def create_backend(client: Any, image: str, run_id: str, name: str, host: str) -> str:
@@ -228,35 +187,8 @@ class Daemon:
 def running_daemon(run_id: str, **env_overrides: str) -> Iterator[Daemon]:
     """Start the daemon on free loopback ports, wait until it serves 404, stop it on exit."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{run_id}-", dir="/tmp"))
-    http_port, https_port = free_ports(2)
-    env = {key: val for key, val in os.environ.items() if not key.startswith("DOCKYARD_")}
-    env |= {
-        "PYTHONUNBUFFERED": "1",
-        "DOCKYARD_HTTP_PORT": str(http_port),
-        "DOCKYARD_HTTPS_PORT": str(https_port),
-        "DOCKYARD_STATE_DIR": str(workdir / "state"),
-        "DOCKYARD_LABEL_PREFIX": run_id,
-        "DOCKYARD_LOG_FORMAT": "json",
-        **env_overrides,
-    }
-    log_path = workdir / "daemon.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    proxy = Proxy(
-        process,
-        log_path=log_path,
-        http_port=http_port,
-        https_port=https_port,
-        state_dir=workdir / "state",
-        env=env,
-    )
+    proxy = launch_daemon(workdir / "state", run_id, workdir / "daemon.log", dict(env_overrides))
+    process, http_port = proxy.process, proxy.http_port
     try:
         deadline = time.monotonic() + 30
         while probe("127.0.0.1", http_port, UNKNOWN_HOST) != 404:
@@ -339,22 +271,6 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return _proc_status(pid).get("VmHWM", 0) / 1024
 
 
-def children_of(pid: int) -> list[int]:
-    """PIDs whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            found.append(int(entry.name))
-    return found
-
-
 def process_tree_memory(master: int) -> dict[str, float]:
     """Pss and Rss (MB) summed over a master process and its children (nginx workers)."""
     pids = [master, *children_of(master)]
@@ -367,6 +283,22 @@ def process_tree_memory(master: int) -> dict[str, float]:
                 elif line.startswith("Rss:"):
                     rss += int(line.split()[1]) / 1024
     return {"processes": float(len(pids)), "pss_mb": round(pss, 1), "rss_mb": round(rss, 1)}
+
+
+def time_nginx_t(
+    config: Path, prefix: Path, repeats: int, timeout: float
+) -> tuple[list[float], list[float]]:
+    """Run ``nginx -t`` on ``config`` ``repeats`` times: (seconds, peak RSS MB) of each run."""
+    argv = ["nginx", "-c", str(config), "-p", f"{prefix}/", "-e", "stderr", "-t", "-q"]
+    seconds, peaks = [], []
+    for _ in range(repeats):
+        code, took, peak, err = timed_child(argv, timeout=timeout)
+        if code != 0:
+            msg = f"nginx -t rejected {config}: {err.strip()[:500]}"
+            raise RuntimeError(msg)
+        seconds.append(took)
+        peaks.append(peak)
+    return seconds, peaks
 
 
 def timed_child(argv: Sequence[str], timeout: float = 120) -> tuple[int, float, float, str]:

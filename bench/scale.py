@@ -62,7 +62,7 @@ from common import (
     rss_mb,
     summary,
     table,
-    timed_child,
+    time_nginx_t,
     verdict,
     wait_until,
     write_json,
@@ -208,15 +208,7 @@ def compare_layouts(
 
 def nginx_t(config: Path, prefix: Path) -> dict[str, float]:
     """``nginx -t`` alone: seconds and peak RSS of that process (median of ``REPEATS``)."""
-    argv = ["nginx", "-c", str(config), "-p", f"{prefix}/", "-e", "stderr", "-t", "-q"]
-    seconds, peaks = [], []
-    for _ in range(REPEATS):
-        code, took, peak, err = timed_child(argv, timeout=300)
-        if code != 0:
-            msg = f"nginx -t rejected {config}: {err.strip()[:500]}"
-            raise RuntimeError(msg)
-        seconds.append(took)
-        peaks.append(peak)
+    seconds, peaks = time_nginx_t(config, prefix, REPEATS, timeout=300)
     return {
         "seconds": round(statistics.median(seconds), 4),
         "peak_rss_mb": round(max(peaks), 1),

@@ -62,7 +62,7 @@ from common import (
     running_daemon,
     summary,
     table,
-    timed_child,
+    time_nginx_t,
     verdict,
     write_json,
 )
@@ -153,14 +153,7 @@ def pass_components(daemon: Daemon, repeats: int = 5) -> dict[str, Any]:
         return render_config(table, settings, facts, env)
 
     live = daemon.proxy.state_dir / "nginx" / "nginx.conf"
-    argv = ["nginx", "-c", str(live), "-p", f"{live.parent}/", "-e", "stderr", "-t", "-q"]
-    nginx_t = []
-    for _ in range(repeats):
-        code, seconds, _, err = timed_child(argv, timeout=60)
-        if code != 0:
-            msg = f"nginx -t failed on the live config: {err}"
-            raise RuntimeError(msg)
-        nginx_t.append(seconds)
+    nginx_t, _ = time_nginx_t(live, live.parent, repeats, timeout=60)
     return {
         "containers": len(snap.containers),
         "snapshot_seconds": _median_seconds(source.snapshot, repeats),

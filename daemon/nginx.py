@@ -120,7 +120,7 @@ def query_generation(control_socket: Path, timeout: float = 1.0) -> str | None:
         conn.close()
 
 
-def _children_of(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     """PIDs whose parent is ``pid`` (read from /proc)."""
     found = []
     for entry in Path("/proc").iterdir():
@@ -346,7 +346,7 @@ class NginxProcess:
     def _reap_orphans(self) -> None:
         """Quit and reap processes we adopted: workers of a master that died."""
         tracked = {self._proc.pid} if self._proc is not None else set()
-        for pid in _children_of(os.getpid()):
+        for pid in children_of(os.getpid()):
             if pid in tracked:
                 continue
             with contextlib.suppress(ProcessLookupError):
@@ -356,7 +356,7 @@ class NginxProcess:
         # Give them a moment to drop the listening sockets before a new master binds them.
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
-            orphans = [p for p in _children_of(os.getpid()) if p not in tracked]
+            orphans = [p for p in children_of(os.getpid()) if p not in tracked]
             if not orphans:
                 return
             for pid in orphans:

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import io
-import os
-import subprocess
-import sys
-import tarfile
 import time
 import uuid
 from collections.abc import Generator, Iterator
@@ -28,7 +23,6 @@ from docker.models.networks import Network  # type: ignore[import-untyped, unuse
 
 from tests.integration.support import (
     BACKEND_SCRIPT,
-    REPO_ROOT,
     TEST_IMAGE,
     TEST_LABEL,
     UNKNOWN_HOST,
@@ -36,14 +30,12 @@ from tests.integration.support import (
     Proxy,
     RunProxy,
     StartBackend,
-    free_ports,
+    ensure_test_image,
+    launch_daemon,
     wait_backend_ready,
 )
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
-
-_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
-_GROUP = "root:x:0:\nnobody:x:65534:\n"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -90,57 +82,18 @@ def _remove_session_leftovers(docker_client: DockerClient, label_prefix: str) ->
             network.remove()
 
 
-def _base_rootfs_tar() -> bytes:
-    """Tar of empty mount points and merged-/usr symlinks; the host's /usr is mounted over usr/."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, mode in (
-            ("usr", 0o755),
-            ("tmp", 0o1777),
-            ("etc", 0o755),
-            ("proc", 0o555),
-            ("sys", 0o555),
-            ("dev", 0o755),
-            ("run", 0o755),
-            ("srv", 0o755),
-        ):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = mode
-            tar.addfile(info)
-        for name in ("bin", "lib", "lib64", "sbin"):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = f"usr/{name}"
-            tar.addfile(info)
-        for name, text in (("etc/passwd", _PASSWD), ("etc/group", _GROUP)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="session")
 def test_image(docker_client: DockerClient) -> str:
     """A local base image made by `docker import`, because no registry is reachable.
 
     Deliberately cached between runs and never removed: it is a few hundred bytes. Change the
-    tag in TEST_IMAGE whenever _base_rootfs_tar() changes, or an old cached image is reused.
+    tag in TEST_IMAGE whenever the rootfs in support.py changes, or an old cached image is
+    reused.
     """
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        docker_client.images.get(TEST_IMAGE)
-        return TEST_IMAGE
-    repository, tag = TEST_IMAGE.rsplit(":", 1)
-    output = docker_client.api.import_image_from_data(
-        _base_rootfs_tar(), repository=repository, tag=tag
-    )
     try:
-        docker_client.images.get(TEST_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"docker import of {TEST_IMAGE} failed: {output}")
-    return TEST_IMAGE
+        return ensure_test_image(docker_client)
+    except docker.errors.ImageNotFound as err:
+        pytest.fail(f"docker import of {TEST_IMAGE} failed: {err}")
 
 
 @pytest.fixture
@@ -287,39 +240,8 @@ def run_proxy(
     proxies: list[Proxy] = []
 
     def run(**env_overrides: str | None) -> Proxy:
-        http_port, https_port = free_ports(2)
-        env = {key: val for key, val in os.environ.items() if not key.startswith("DOCKYARD_")}
-        env |= {
-            "PYTHONUNBUFFERED": "1",
-            "DOCKYARD_HTTP_PORT": str(http_port),
-            "DOCKYARD_HTTPS_PORT": str(https_port),
-            "DOCKYARD_STATE_DIR": str(tmp_path / "state"),
-            "DOCKYARD_LABEL_PREFIX": label_prefix,
-            "DOCKYARD_LOG_FORMAT": "json",
-        }
-        for key, value in env_overrides.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = value
         log_path = tmp_path / f"proxy-{len(proxies) + 1}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "daemon", "run"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        proxy = Proxy(
-            process,
-            log_path=log_path,
-            http_port=int(env.get("DOCKYARD_HTTP_PORT", http_port)),
-            https_port=int(env.get("DOCKYARD_HTTPS_PORT", https_port)),
-            state_dir=Path(env.get("DOCKYARD_STATE_DIR", tmp_path / "state")),
-            env=env,
-        )
+        proxy = launch_daemon(tmp_path / "state", label_prefix, log_path, env_overrides)
         proxies.append(proxy)
         _wait_proxy_ready(proxy)
         return proxy

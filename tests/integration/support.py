@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
+import tarfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -24,6 +27,8 @@ BACKEND_SCRIPT = REPO_ROOT / "tests" / "backend.py"
 TEST_LABEL = "dockyard-test"
 # Cached between runs and never deleted: a few hundred bytes of empty dirs (/usr is the host's).
 TEST_IMAGE = "dockyard-test-base:1"
+# nginx's master sleeps 100 ms after a reload before its old workers stop accepting.
+STABLE_SECONDS = 0.15
 # Host Header that no route may ever match; the daemon answers it with 404 once it serves.
 UNKNOWN_HOST = "unknown.invalid"
 
@@ -225,25 +230,33 @@ class Proxy:
         )
 
     def wait_status(self, host: str, path: str, status: int, timeout: float = 10.0) -> Response:
-        """Poll every 20 ms until the proxy answers `status` for host+path; return that response.
+        """Poll every 20 ms until the proxy answers `status` for host+path, and keeps doing so.
 
         Config changes are applied asynchronously (event -> render -> nginx reload), so tests
-        wait for the observable effect instead of sleeping.
+        wait for the observable effect instead of sleeping. After a reload nginx's old
+        workers accept connections with the old config for about 100 ms more, so the answer
+        must hold for STABLE_SECONDS before it counts; the last response is returned.
         """
         deadline = time.monotonic() + timeout
         last = "no response yet"
+        held_since: float | None = None
         while True:
             try:
                 response = self.get(host, path, timeout=2.0)
                 if response.status == status:
-                    return response
-                last = f"{response.status} {response.body[:200]!r}"
+                    held_since = held_since or time.monotonic()
+                    if time.monotonic() - held_since >= STABLE_SECONDS:
+                        return response
+                else:
+                    held_since = None
+                    last = f"{response.status} {response.body[:200]!r}"
             except (OSError, http.client.HTTPException) as exc:
+                held_since = None
                 last = repr(exc)
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"http://{host}{path} never answered {status} within {timeout}s "
-                    f"(last: {last}); log tail:\n{self.log_tail()}"
+                    f"http://{host}{path} never answered {status} steadily within {timeout}s "
+                    f"(last other answer: {last}); log tail:\n{self.log_tail()}"
                 )
             time.sleep(0.02)
 
@@ -324,3 +337,100 @@ class RunProxy(Protocol):
 
     def __call__(self, **env_overrides: str | None) -> Proxy:
         """Start the daemon and wait until it serves 404 for unknown hosts."""
+
+
+_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+_GROUP = "root:x:0:\nnobody:x:65534:\n"
+
+
+def _base_rootfs_tar() -> bytes:
+    """Tar of empty mount points and merged-/usr symlinks; the host's /usr is mounted over usr/."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, mode in (
+            ("usr", 0o755),
+            ("tmp", 0o1777),
+            ("etc", 0o755),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
+            ("run", 0o755),
+            ("srv", 0o755),
+        ):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            info.mode = mode
+            tar.addfile(info)
+        for name in ("bin", "lib", "lib64", "sbin"):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = f"usr/{name}"
+            tar.addfile(info)
+        for name, text in (("etc/passwd", _PASSWD), ("etc/group", _GROUP)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def ensure_test_image(client: Any) -> str:
+    """The test image, made by `docker import` when missing (shared, cached, never deleted).
+
+    Used by the test fixture and the bench scripts alike, so both run the same image.
+    """
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.get(TEST_IMAGE)
+        return TEST_IMAGE
+    repository, tag = TEST_IMAGE.rsplit(":", 1)
+    client.api.import_image_from_data(_base_rootfs_tar(), repository=repository, tag=tag)
+    client.images.get(TEST_IMAGE)  # raises ImageNotFound when the import failed
+    return TEST_IMAGE
+
+
+def launch_daemon(
+    state_dir: Path,
+    label_prefix: str,
+    log_path: Path,
+    env_overrides: dict[str, str | None] | None = None,
+) -> Proxy:
+    """Start `python -m daemon run` on free loopback ports (no waiting); None unsets a key.
+
+    The daemon ignores the caller's own DOCKYARD_* variables and sees only containers with
+    ``label_prefix`` labels, so runs never meet each other's containers.
+    """
+    http_port, https_port = free_ports(2)
+    env = {key: val for key, val in os.environ.items() if not key.startswith("DOCKYARD_")}
+    env |= {
+        "PYTHONUNBUFFERED": "1",
+        "DOCKYARD_HTTP_PORT": str(http_port),
+        "DOCKYARD_HTTPS_PORT": str(https_port),
+        "DOCKYARD_STATE_DIR": str(state_dir),
+        "DOCKYARD_LABEL_PREFIX": label_prefix,
+        "DOCKYARD_LOG_FORMAT": "json",
+    }
+    for key, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    # Append mode: nginx appends its access log to the same file through /dev/stdout, and
+    # a writer at its own offset would overwrite those lines.
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Proxy(
+        process,
+        log_path=log_path,
+        http_port=int(env.get("DOCKYARD_HTTP_PORT", http_port)),
+        https_port=int(env.get("DOCKYARD_HTTPS_PORT", https_port)),
+        state_dir=Path(env.get("DOCKYARD_STATE_DIR", state_dir)),
+        env=env,
+    )

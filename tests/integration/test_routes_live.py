@@ -240,18 +240,36 @@ def test_nginx_rejection_drops_only_the_culprit(
     assert proxy.get("fine.test", "/broken").json()["name"] == good.name
 
 
+def _malloc_tunables(pid: int) -> list[str]:
+    """The GLIBC_TUNABLES a process was started with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    values = [e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"GLIBC_TUNABLES=")]
+    return values[0].split(":") if values else []
+
+
 def test_nginx_killed_is_restarted(run_proxy: RunProxy, start_backend: StartBackend) -> None:
-    """If nginx dies, the daemon restarts it and the routes come back."""
+    """If nginx dies, the daemon restarts it and the routes come back.
+
+    Both masters, the first and the restarted one, run with the mmap threshold that keeps
+    nginx's memory flat across reloads.
+    """
     proxy = run_proxy()
     start_backend({"host": "phoenix.test"})
     proxy.wait_status("phoenix.test", "/", 200)
     master = proxy.nginx_pid()
     assert master is not None
+    assert "glibc.malloc.mmap_threshold=4096" in _malloc_tunables(master)
+    seen = len(proxy.logs())
     os.kill(master, signal.SIGKILL)
-    proxy.wait_log("nginx_exited")
-    proxy.wait_log("nginx_started", after=0, timeout=10)
+    proxy.wait_log("nginx_exited", after=seen)
+    # The killed master's workers may still answer until the daemon reaps them: wait for
+    # the new master itself, not just a 200.
+    proxy.wait_log("nginx_started", after=seen, timeout=10)
     proxy.wait_status("phoenix.test", "/", 200, timeout=10)
-    assert proxy.nginx_pid() not in (None, master)
+    restarted = proxy.nginx_pid()
+    assert restarted not in (None, master)
+    assert restarted is not None
+    assert "glibc.malloc.mmap_threshold=4096" in _malloc_tunables(restarted)
 
 
 def test_sigterm_exits_cleanly_without_leaving_nginx(
