@@ -1,4 +1,4 @@
-"""The ACME side's error tree: the store and (later) the order edge raise only these.
+"""The ACME side's error tree: the store and the order edge raise only these.
 
 The daemon catches ``AcmeStoreError`` and keeps serving with fallback certificates; it
 never needs to know about ``json``, ``OSError`` or the acme library's exceptions.
@@ -6,6 +6,7 @@ never needs to know about ``json``, ``OSError`` or the acme library's exceptions
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -36,3 +37,22 @@ class StoreLockedError(AcmeStoreError):
     def __init__(self, path: Path) -> None:
         super().__init__(f"{path} is locked by another process")
         self.path = path
+
+
+class OrderError(AcmeStoreError):
+    """The CA or the way to it failed an order, a registration or a renewal-info look-up.
+
+    ``message`` is one human-readable line for logs and the store's ``last_error`` (the
+    CA's problem type and detail, or what went wrong on the network); it never holds key
+    material. ``retry_after`` is the CA's ``Retry-After`` (rate limits, 503), if it sent one.
+    ``unreachable`` says the CA did not answer at all (network, TLS, timeout, or a 502,
+    503 or 504 from in front of it): no name is to blame, so no name should back off.
+    """
+
+    def __init__(
+        self, message: str, retry_after: timedelta | None = None, *, unreachable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.unreachable = unreachable

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,7 @@ class Account:
     """An ACME account at one CA (directory URL); a store may hold one per CA."""
 
     directory: str
-    key_pem: str
+    key_pem: str = field(repr=False)  # never in a log line or a traceback
     uri: str | None = None
     email: str | None = None
     created: datetime | None = None
@@ -51,8 +51,8 @@ class Certificate:
     names: tuple[str, ...]
     key_type: str = "ec256"
     profile: str | None = None
-    chain_pem: str | None = None
-    key_pem: str | None = None
+    chain_pem: str | None = field(default=None, repr=False)
+    key_pem: str | None = field(default=None, repr=False)
     not_before: datetime | None = None
     not_after: datetime | None = None
     renew_at: datetime | None = None

@@ -36,6 +36,11 @@ _FLAGS = (
     ("--nginx", "DOCKYARD_NGINX", "the nginx binary (nginx)"),
     ("--templates", "DOCKYARD_TEMPLATES", "directory with templates overriding the built-in ones"),
     ("--trusted-proxies", "DOCKYARD_TRUSTED_PROXIES", "CIDRs whose X-Forwarded-* are believed"),
+    ("--acme-email", "DOCKYARD_ACME_EMAIL", "contact address; turns on ACME certificates"),
+    ("--acme-directory", "DOCKYARD_ACME_DIRECTORY", "ACME directory URL or 'staging'"),
+    ("--acme-store", "DOCKYARD_ACME_STORE", "the JSON certificate store ($STATE_DIR/acme.json)"),
+    ("--acme-key-type", "DOCKYARD_ACME_KEY_TYPE", "ec256, ec384, rsa2048 or rsa4096 (ec256)"),
+    ("--acme-profile", "DOCKYARD_ACME_PROFILE", "ACME profile, e.g. tlsserver (CA default)"),
 )
 
 

@@ -14,6 +14,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from daemon.errors import LabelError
 
@@ -25,7 +26,39 @@ _ACME_PATH = "/.well-known/acme-challenge"
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
-KNOWN_KEYS = ("host", "port", "path", "path.strip", "network", "websocket", "enable")
+_HSTS_MAX_AGE_RE = re.compile(r"^max-age=([0-9]{1,10})$")
+TLS_MODES = ("acme", "self-signed", "off")
+HTTPS_MODES = ("redirect", "both", "only")
+
+KNOWN_KEYS = (
+    "host",
+    "port",
+    "path",
+    "path.strip",
+    "network",
+    "websocket",
+    "enable",
+    "tls",
+    "https",
+    "hsts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Hsts:
+    """A ``Strict-Transport-Security`` value, kept as parts so no label text reaches nginx."""
+
+    max_age: int
+    include_subdomains: bool = False
+    preload: bool = False
+
+    @property
+    def header(self) -> str:
+        """The header value as browsers read it."""
+        parts = [f"max-age={self.max_age}"]
+        parts += ["includeSubDomains"] if self.include_subdomains else []
+        parts += ["preload"] if self.preload else []
+        return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +71,10 @@ class RouteLabels:
     strip: bool = False
     network: str | None = None
     websocket: bool = False
+    tls: str | None = None
+    https: str | None = None
+    # None: the default for the certificate (on for CA-issued ones); "off": never sent
+    hsts: Hsts | Literal["off"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +161,44 @@ def parse_network(label: str, value: str) -> str:
     return text
 
 
+def parse_choice(label: str, value: str, choices: tuple[str, ...]) -> str:
+    """One of a fixed set of words, in any case."""
+    text = value.strip().lower()
+    if text not in choices:
+        raise LabelError(label, value, "one of " + ", ".join(choices))
+    return text
+
+
+def parse_hsts(label: str, value: str) -> Hsts | Literal["off"]:
+    """``off``, or ``max-age=N`` with optional ``includeSubDomains`` and ``preload``."""
+    text = value.strip()
+    if text.lower() in ("off", "false", "no", "0"):
+        return "off"
+    parts = [part.strip() for part in text.split(";")]
+    if parts and parts[-1] == "":
+        parts.pop()
+    match = _HSTS_MAX_AGE_RE.match(parts[0].lower()) if parts else None
+    flags = [part.lower() for part in parts[1:]]
+    if match is None or any(f not in ("includesubdomains", "preload") for f in flags):
+        raise LabelError(
+            label,
+            value,
+            "off, or max-age=SECONDS optionally followed by '; includeSubDomains' and '; preload'",
+        )
+    if len(set(flags)) != len(flags):
+        raise LabelError(label, value, "each HSTS directive at most once")
+    return Hsts(int(match.group(1)), "includesubdomains" in flags, "preload" in flags)
+
+
+def _check_tls_labels(route: RouteLabels, ours: Mapping[str, str], prefix: str) -> None:
+    """HTTPS options make no sense on a host served without TLS: say so, do not ignore it."""
+    if route.tls != "off":
+        return
+    for key in ("https", "hsts"):
+        if key in ours:
+            raise LabelError(f"{prefix}.{key}", ours[key], f"needs TLS, but {prefix}.tls is off")
+
+
 def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
     """Read the ``<prefix>.*`` labels of one container; raise ``LabelError`` on a bad value."""
     dotted = prefix + "."
@@ -163,5 +238,9 @@ def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
         websocket=parse_bool(label("websocket"), ours["websocket"])
         if "websocket" in ours
         else False,
+        tls=parse_choice(label("tls"), ours["tls"], TLS_MODES) if "tls" in ours else None,
+        https=parse_choice(label("https"), ours["https"], HTTPS_MODES) if "https" in ours else None,
+        hsts=parse_hsts(label("hsts"), ours["hsts"]) if "hsts" in ours else None,
     )
+    _check_tls_labels(route, ours, prefix)
     return ParsedLabels(route, unknown)

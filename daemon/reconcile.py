@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import jinja2
 import structlog
@@ -22,8 +23,21 @@ from daemon.rendering import RenderFacts, config_generation, render_config
 from daemon.routing import ContainerInfo, Problem, RoutingResult, build_routes
 from daemon.settings import Settings
 from daemon.sources import ContainerSource
+from daemon.tls import TlsState, acme_hosts
 
 log = structlog.get_logger("daemon.reconcile")
+
+
+class CertificateSource(Protocol):
+    """What reconcile needs from the certificate edge (``certificates.CertificateKeeper``)."""
+
+    def want(self, hosts: frozenset[str]) -> None:
+        """Tell it which hosts want a CA certificate now."""
+        ...
+
+    def state(self) -> TlsState:
+        """The certificate files ready to serve."""
+        ...
 
 
 def find_culprits(
@@ -71,12 +85,16 @@ class Reconciler:
         nginx: NginxControl,
         env: jinja2.Environment,
         facts: RenderFacts,
+        *,
+        certificates: CertificateSource | None = None,
     ) -> None:
         self._settings = settings
         self._source = source
         self._nginx = nginx
         self._env = env
         self._facts = facts
+        self._certificates = certificates
+        self._tls: TlsState | None = None
         self._memory = _Memory()
 
     def reconcile(self) -> bool:
@@ -93,6 +111,9 @@ class Reconciler:
         )
         result = build(remembered)
         self._report(result.problems, containers)
+        if self._certificates is not None:
+            self._certificates.want(acme_hosts(result.table, self._settings))
+            self._tls = self._certificates.state()
         text = self._try_render(result)
         # Most passes change nothing (a health check passed again, a replica's twin
         # restarted): a config nginx already serves needs no `nginx -t`, which grows with
@@ -125,10 +146,13 @@ class Reconciler:
 
     def _try_render(self, result: RoutingResult) -> str | None:
         try:
-            return render_config(result.table, self._settings, self._facts, self._env)
+            return self._render(result)
         except (jinja2.TemplateError, ValueError) as err:
             log.error("render_failed", error=str(err))
             return None
+
+    def _render(self, result: RoutingResult) -> str:
+        return render_config(result.table, self._settings, self._facts, self._env, self._tls)
 
     def _accepts(self, text: str) -> bool:
         try:
@@ -151,7 +175,7 @@ class Reconciler:
         def passes(excluded: frozenset[str]) -> bool:
             result = build(excluded)
             try:
-                text = render_config(result.table, self._settings, self._facts, self._env)
+                text = self._render(result)
                 self._nginx.test(text)
             except (jinja2.TemplateError, ValueError) as err:
                 errors[excluded] = f"template: {err}"
@@ -187,7 +211,7 @@ class Reconciler:
         live_ids = {(c.id, c.labels_fingerprint()) for c in containers}
         self._memory.rejected = {k: v for k, v in self._memory.rejected.items() if k in live_ids}
         result = build(culprits)
-        text = render_config(result.table, self._settings, self._facts, self._env)
+        text = self._render(result)
         self._nginx.test(text)
         return text, result
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from daemon import __version__
+from daemon.labels import Hsts
 from daemon.routing import Backend, Route, RoutingTable
 from daemon.settings import Settings
+from daemon.tls import HTTP_ONLY, CertFiles, HostTls, TlsState, host_policies
 
 MAIN_TEMPLATE = "nginx.conf.j2"
 _GENERATION_MARKER = "@@DOCKYARD_GENERATION@@"
@@ -43,14 +45,19 @@ class Paths:
     control_socket: Path
 
     @classmethod
-    def under(cls, state_dir: Path, control_socket: Path | None = None) -> Paths:
-        """The standard places below ``state_dir``."""
+    def under(
+        cls,
+        state_dir: Path,
+        control_socket: Path | None = None,
+        acme_challenge: Path | None = None,
+    ) -> Paths:
+        """The standard places below ``state_dir``, unless the machine forces others."""
         nginx_dir = state_dir / "nginx"
         return cls(
             config=nginx_dir / "nginx.conf",
             pid=nginx_dir / "nginx.pid",
             temp=nginx_dir / "tmp",
-            acme_challenge=state_dir / "acme-challenge",
+            acme_challenge=acme_challenge or state_dir / "acme-challenge",
             control_socket=control_socket or nginx_dir / "control.sock",
         )
 
@@ -76,11 +83,17 @@ class LocationPlan:
 
 @dataclass(frozen=True, slots=True)
 class ServerPlan:
-    """One ``server`` block serving every host whose locations have the same shape."""
+    """One ``server`` block serving hosts whose locations have the same shape.
+
+    With a ``certificate`` it listens for HTTPS (hosts sharing the certificate and HSTS);
+    without one it is the plain HTTP block of those hosts.
+    """
 
     hosts: tuple[str, ...]
     locations: tuple[LocationPlan, ...]
     has_root: bool
+    certificate: CertFiles | None = None
+    hsts: Hsts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,7 @@ class Layout:
     servers: tuple[ServerPlan, ...]
     maps: tuple[HostMap, ...]
     hashes: HashSizes
+    redirect_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +175,14 @@ def _upstream_names(backend_sets: Iterable[tuple[Backend, ...]]) -> dict[tuple[B
     return names
 
 
-def plan_layout(table: RoutingTable) -> Layout:
-    """Group hosts by location shape and assign upstreams (deterministically)."""
+def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = None) -> Layout:
+    """Group hosts by location shape and assign upstreams (deterministically).
+
+    ``policies`` (from ``tls.host_policies``) splits each shape's hosts into its HTTP block
+    and one HTTPS block per certificate and HSTS value; a host without a policy is served
+    over HTTP only. The ``map $host`` of a shape covers all its hosts, so both schemes share it.
+    """
+    policies = policies or {}
     by_host: dict[str, list[Route]] = {}
     for route in sorted(table.routes, key=lambda r: (r.host, r.path)):
         by_host.setdefault(route.host, []).append(route)
@@ -201,14 +221,44 @@ def plan_layout(table: RoutingTable) -> Layout:
                 maps.append(HostMap(target, entries))
             locations.append(LocationPlan(path, strip and path != "/", websocket, target))
         has_root = any(loc.path == "/" for loc in locations)
-        servers.append(ServerPlan(tuple(hosts), tuple(locations), has_root))
+        servers.extend(_servers_for(hosts, tuple(locations), has_root, policies))
 
     return Layout(
         upstreams=upstreams,
         servers=tuple(servers),
         maps=tuple(maps),
         hashes=_hash_sizes(by_host, len(maps)),
+        redirect_hosts=tuple(h for h in sorted(by_host) if _policy(policies, h).http == "redirect"),
     )
+
+
+def _policy(policies: Mapping[str, HostTls], host: str) -> HostTls:
+    return policies.get(host, HTTP_ONLY)
+
+
+def _servers_for(
+    hosts: list[str],
+    locations: tuple[LocationPlan, ...],
+    has_root: bool,
+    policies: Mapping[str, HostTls],
+) -> list[ServerPlan]:
+    """The HTTP block and the HTTPS blocks of one shape's hosts."""
+    plans = []
+    proxied = tuple(h for h in hosts if _policy(policies, h).http == "proxy")
+    if proxied:
+        plans.append(ServerPlan(proxied, locations, has_root))
+    secure: dict[tuple[str, str], list[str]] = {}
+    for host in hosts:
+        policy = _policy(policies, host)
+        if policy.certificate is not None:
+            hsts = policy.hsts.header if policy.hsts is not None else ""
+            secure.setdefault((str(policy.certificate.path), hsts), []).append(host)
+    for members in sorted(secure.values()):
+        policy = _policy(policies, members[0])
+        plans.append(
+            ServerPlan(tuple(members), locations, has_root, policy.certificate, policy.hsts)
+        )
+    return plans
 
 
 def _checked(value: object) -> str:
@@ -243,10 +293,18 @@ def make_environment(override_dir: Path | None, builtin_dir: Path) -> jinja2.Env
 
 
 def render_config(
-    table: RoutingTable, settings: Settings, facts: RenderFacts, env: jinja2.Environment
+    table: RoutingTable,
+    settings: Settings,
+    facts: RenderFacts,
+    env: jinja2.Environment,
+    tls: TlsState | None = None,
 ) -> str:
-    """The complete nginx.conf for ``table``, byte-identical for the same inputs."""
-    layout = plan_layout(table)
+    """The complete nginx.conf for ``table``, byte-identical for the same inputs.
+
+    ``tls`` names the certificate files ready to serve; without it every host is HTTP only.
+    """
+    policies = host_policies(table, settings, tls) if tls is not None else None
+    layout = plan_layout(table, policies)
     text = env.get_template(MAIN_TEMPLATE).render(
         version=__version__,
         generation=_GENERATION_MARKER,

@@ -9,13 +9,15 @@ for the caller to log; one bad container never affects another.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from daemon.errors import LabelError
-from daemon.labels import RouteLabels, parse_labels
+from daemon.labels import Hsts, RouteLabels, parse_labels
 
 # Health states in which Docker says the process is not ready for traffic.
 _NOT_READY_HEALTH = frozenset({"starting", "unhealthy"})
@@ -94,6 +96,14 @@ class Route:
     websocket: bool
     backends: tuple[Backend, ...]
     containers: tuple[str, ...]
+    tls: str | None = None
+    https: str | None = None
+    hsts: Hsts | Literal["off"] | None = None
+
+    @property
+    def host_options(self) -> tuple[str | None, str | None, Hsts | Literal["off"] | None]:
+        """The options that belong to the host, not the path: one value per host."""
+        return (self.tls, self.https, self.hsts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +267,42 @@ def build_routes(
     routes = []
     for (host, path), candidates in sorted(grouped.items()):
         routes.append(_merge_replicas(host, path, candidates, problems))
+    routes = _one_host_policy(routes, problems)
     return RoutingResult(RoutingTable(tuple(routes)), tuple(problems), frozenset(skipped))
+
+
+def _one_host_policy(routes: list[Route], problems: list[Problem]) -> list[Route]:
+    """TLS, HTTPS and HSTS are per host: the host's first path (``/`` if routed) decides.
+
+    ``routes`` is sorted by host then path, so the first route of a host is its shortest
+    path; the containers of other paths asking for something else are told so.
+    """
+    first: dict[str, Route] = {}
+    result = []
+    for route in routes:
+        leader = first.setdefault(route.host, route)
+        if route.host_options != leader.host_options:
+            problems.append(
+                Problem(
+                    "route_conflict",
+                    ", ".join(route.containers),
+                    "",
+                    (
+                        ("host", route.host),
+                        ("path", route.path),
+                        (
+                            "reason",
+                            "tls/https/hsts labels differ from the host's route at "
+                            f"{leader.path}; using those",
+                        ),
+                    ),
+                )
+            )
+            route = dataclasses.replace(  # noqa: PLW2901 - the normalised route replaces it
+                route, tls=leader.tls, https=leader.https, hsts=leader.hsts
+            )
+        result.append(route)
+    return result
 
 
 def _merge_replicas(
@@ -266,18 +311,15 @@ def _merge_replicas(
     """Containers sharing host and path are replicas; the first by name sets the options."""
     first = candidates[0]
     for other in candidates[1:]:
-        if (other.labels.strip, other.labels.websocket) != (
-            first.labels.strip,
-            first.labels.websocket,
-        ):
+        if _route_options(other.labels) != _route_options(first.labels):
             problems.append(
                 _problem(
                     "route_conflict",
                     other.container,
                     host=host,
                     path=path,
-                    reason=f"path.strip/websocket differ from replica {first.container.name}; "
-                    "using the replica's",
+                    reason="path.strip/websocket/tls/https/hsts differ from replica "
+                    f"{first.container.name}; using the replica's",
                 )
             )
     backends = sorted({c.backend for c in candidates if c.backend is not None})
@@ -288,7 +330,14 @@ def _merge_replicas(
         websocket=first.labels.websocket,
         backends=tuple(backends),
         containers=tuple(c.container.name for c in candidates),
+        tls=first.labels.tls,
+        https=first.labels.https,
+        hsts=first.labels.hsts,
     )
+
+
+def _route_options(labels: RouteLabels) -> tuple[object, ...]:
+    return (labels.strip, labels.websocket, labels.tls, labels.https, labels.hsts)
 
 
 def has_prefixed_labels(labels: Mapping[str, str], prefix: str) -> bool:

@@ -8,10 +8,13 @@ with no nginx left behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
+import os
 import signal
 import socket
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -21,6 +24,7 @@ import jinja2
 import structlog
 
 from daemon import __version__
+from daemon.certificates import CertificateKeeper
 from daemon.errors import EngineUnavailableError, NginxError
 from daemon.nginx import NginxProcess, become_subreaper
 from daemon.reconcile import Reconciler
@@ -45,13 +49,48 @@ def builtin_templates() -> Path:
 
 
 def detect_facts(settings: Settings) -> RenderFacts:
-    """Find the machine facts the config depends on: socket paths, IPv6."""
-    paths = Paths.under(settings.state_dir)
-    if len(str(paths.control_socket)) > _MAX_SOCKET_PATH:
-        digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:12]
-        short = Path(tempfile.gettempdir()) / f"dockyard-{digest}.sock"
-        paths = Paths.under(settings.state_dir, control_socket=short)
+    """Find the machine facts the config depends on: socket paths, IPv6, challenge dir.
+
+    Creates the state dir (default mode) so its permissions can be looked at.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:12]
+    control_socket = None
+    if len(str(Paths.under(settings.state_dir).control_socket)) > _MAX_SOCKET_PATH:
+        control_socket = Path(tempfile.gettempdir()) / f"dockyard-{digest}.sock"
+    challenge = None
+    if not _others_can_enter(settings.state_dir):
+        challenge = _private_temp_dir(f"dockyard-{digest}") / "acme-challenge"
+    paths = Paths.under(settings.state_dir, control_socket, challenge)
     return RenderFacts(paths=paths, listen_ipv6=_ipv6_available())
+
+
+def _others_can_enter(directory: Path) -> bool:
+    """Whether nginx's unprivileged workers can reach files below ``directory``.
+
+    They serve ACME challenge files, and a state dir below a 0700 directory (a private
+    temp dir, a home directory) would answer every challenge with 403.
+    """
+    for part in (directory, *directory.parents):
+        try:
+            mode = part.stat().st_mode
+        except FileNotFoundError:
+            continue  # created later with the default mode, which lets others enter
+        if not mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _private_temp_dir(name: str) -> Path:
+    """A directory of ours in the system temp dir, refusing one someone else planted."""
+    path = Path(tempfile.gettempdir()) / name
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o755)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        msg = f"{path} exists but is not a directory of ours that only we can write"
+        raise OSError(msg)
+    return path
 
 
 def _ipv6_available() -> bool:
@@ -65,21 +104,17 @@ def _ipv6_available() -> bool:
 
 def run(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; return the exit code."""
-    log.info(
-        "dockyard_starting",
-        version=__version__,
-        http_port=settings.http_port,
-        state_dir=str(settings.state_dir),
-        label_prefix=settings.label_prefix,
-    )
-    become_subreaper()
     facts = detect_facts(settings)
+    _log_start(settings, facts)
+    become_subreaper()
     env = make_environment(settings.templates, builtin_templates())
     nginx = NginxProcess(settings, facts.paths)
     nginx.prepare()
     source = DockerSource(settings)
-    reconciler = Reconciler(settings, source, nginx, env, facts)
     trigger = Trigger(settings.debounce_min, settings.debounce_max, settings.reload_interval)
+    certificates = CertificateKeeper(settings, facts.paths.acme_challenge, on_change=trigger.poke)
+    certificates.start()
+    reconciler = Reconciler(settings, source, nginx, env, facts, certificates=certificates)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -89,8 +124,8 @@ def run(settings: Settings) -> int:
         nginx.interrupt()
         trigger.wake()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
 
     watcher = threading.Thread(
         target=source.watch, args=(trigger.poke, stop), name="docker-events", daemon=True
@@ -122,8 +157,23 @@ def run(settings: Settings) -> int:
             _serve_without_engine(nginx, settings, facts, env)
 
     log.info("dockyard_stopping")
+    certificates.stop()
     nginx.stop()
     return 0
+
+
+def _log_start(settings: Settings, facts: RenderFacts) -> None:
+    log.info(
+        "dockyard_starting",
+        version=__version__,
+        http_port=settings.http_port,
+        https_port=settings.https_port,
+        state_dir=str(settings.state_dir),
+        label_prefix=settings.label_prefix,
+        acme=settings.acme_enabled,
+        acme_directory=settings.acme_directory if settings.acme_enabled else None,
+        acme_challenge_dir=str(facts.paths.acme_challenge),
+    )
 
 
 def _serve_without_engine(

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from acme_store.records import KEY_TYPES
 from daemon.errors import SettingsError
 
 LogFormat = Literal["json", "console"]
+
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Paths reach nginx directives (root, pid, temp paths) where `$` starts a variable and
 # quotes, braces, `;` and whitespace change the syntax: refuse them outright.
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~+@:/-]*$")
+# Contact addresses go to the CA, never into nginx config; still, keep them plain.
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$")
+_PROFILE_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
 _BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
 
@@ -47,6 +55,21 @@ class Settings:
     worker_processes: str = "auto"
     worker_shutdown_timeout: str = "1h"
     container_id: str | None = None
+    acme_email: str | None = None
+    acme_directory: str = LETSENCRYPT
+    acme_store: Path | None = None
+    acme_key_type: str = "ec256"
+    acme_profile: str | None = None
+
+    @property
+    def acme_enabled(self) -> bool:
+        """ACME is on when a contact address is set (``DOCKYARD_ACME_EMAIL``)."""
+        return self.acme_email is not None
+
+    @property
+    def store_path(self) -> Path:
+        """The ACME store: ``DOCKYARD_ACME_STORE``, else ``acme.json`` in the state dir."""
+        return self.acme_store or self.state_dir / "acme.json"
 
 
 def _port(variable: str, value: str) -> int:
@@ -168,6 +191,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one br
     if container_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", container_id):
         raise SettingsError("DOCKYARD_CONTAINER_ID", container_id, "a container id or name")
 
+    acme = _acme_settings(get)
+
     return Settings(
         http_port=http_port,
         https_port=https_port,
@@ -185,4 +210,41 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one br
         worker_processes=workers,
         worker_shutdown_timeout=shutdown,
         container_id=container_id,
+        **acme,
     )
+
+
+def _acme_settings(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The ``DOCKYARD_ACME_*`` variables, as keyword arguments for ``Settings``."""
+    email = get("DOCKYARD_ACME_EMAIL")
+    if email is not None and not _EMAIL_RE.match(email):
+        raise SettingsError(
+            "DOCKYARD_ACME_EMAIL", email, "an email address such as ops@example.org"
+        )
+    directory = get("DOCKYARD_ACME_DIRECTORY") or LETSENCRYPT
+    if directory.lower() == "staging":
+        directory = LETSENCRYPT_STAGING
+    elif directory.lower() == "production":
+        directory = LETSENCRYPT
+    elif not _URL_RE.match(directory):
+        raise SettingsError(
+            "DOCKYARD_ACME_DIRECTORY",
+            directory,
+            "an ACME directory URL (https://...), or staging / production for Let's Encrypt",
+        )
+    store = _path("DOCKYARD_ACME_STORE", v) if (v := get("DOCKYARD_ACME_STORE")) else None
+    key_type = (get("DOCKYARD_ACME_KEY_TYPE") or "ec256").lower()
+    if key_type not in KEY_TYPES:
+        raise SettingsError("DOCKYARD_ACME_KEY_TYPE", key_type, ", ".join(KEY_TYPES))
+    profile = get("DOCKYARD_ACME_PROFILE")
+    if profile is not None and not _PROFILE_RE.match(profile):
+        raise SettingsError(
+            "DOCKYARD_ACME_PROFILE", profile, "a profile name the CA offers, e.g. tlsserver"
+        )
+    return {
+        "acme_email": email,
+        "acme_directory": directory,
+        "acme_store": store,
+        "acme_key_type": key_type,
+        "acme_profile": profile,
+    }

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import docker  # type: ignore[import-untyped, unused-ignore]
+from cryptography import x509
 from docker.models.containers import Container  # type: ignore[import-untyped, unused-ignore]
 from docker.models.networks import Network  # type: ignore[import-untyped, unused-ignore]
 
@@ -64,6 +66,47 @@ def http_request(
         return Response(resp.status, resp.headers, resp.read())
     finally:
         conn.close()
+
+
+class TlsResponse(NamedTuple):
+    """One HTTPS response and the certificate the server presented."""
+
+    response: Response
+    certificate: x509.Certificate
+
+
+def https_request(
+    port: int,
+    host: str,
+    path: str = "/",
+    *,
+    cafile: Path | None = None,
+    method: str = "GET",
+    timeout: float = 5.0,
+) -> TlsResponse:
+    """One request over TLS to 127.0.0.1:``port`` with SNI and Host ``host``.
+
+    With ``cafile`` the chain and the name are verified against it (``ssl.SSLError`` when
+    not); without it any certificate is accepted, to look at fallbacks.
+    """
+    if cafile is not None:
+        context = ssl.create_default_context(cafile=str(cafile))
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        request = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        tls.sendall(request.encode())
+        answer = http.client.HTTPResponse(tls)
+        answer.begin()
+        response = Response(answer.status, answer.headers, answer.read())
+    return TlsResponse(response, x509.load_der_x509_certificate(der))
 
 
 def free_ports(count: int) -> list[int]:

@@ -77,3 +77,24 @@ def test_scale_smoke(tmp_path: Path) -> None:
     assert result["nginx_memory"]["pss_mb"] > 0
     assert result["reload"]["n"] == 5
     assert set(data["targets"]) == {"routes", "render_validate_reload", "nginx_memory_pss"}
+
+
+def test_handshakes_smoke(tmp_path: Path) -> None:
+    """handshakes.py --smoke exits 0 and writes positive handshake rates for both key types."""
+    data = _run_smoke("handshakes", tmp_path / "handshakes.json")
+
+    assert data["benchmark"] == "handshakes"
+    assert data["args"]["smoke"] is True
+    rates = data["summary"]["handshakes_per_second"]
+    assert set(rates) == {"ec256", "rsa4096"}
+    for by_protocol in rates.values():
+        assert set(by_protocol) == {"TLSv1.3/1", "TLSv1.2/1"}
+        assert all(rate > 0 for rate in by_protocol.values())
+    assert len(data["results"]) == 4
+    for result in data["results"]:
+        assert result["negotiated"]["protocol"] == result["protocol"]
+        assert result["server_cpu_ms_per_handshake"] > 0
+        (run,) = result["runs"]
+        assert run["handshakes"] > 0
+    signatures = {r["key_type"]: r["negotiated"]["signature"] for r in data["results"]}
+    assert signatures == {"ec256": "ECDSA", "rsa4096": "RSA-PSS"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.errors import LabelError
-from daemon.labels import RouteLabels, parse_labels
+from daemon.labels import KNOWN_KEYS, Hsts, RouteLabels, parse_labels
 
 P = "dockyard"
 
@@ -24,7 +24,7 @@ INJECTIONS = [
     "a`b",
     "a\\b",
 ]
-KEYS_WITH_VALUES = ["host", "port", "path", "path.strip", "network", "websocket", "enable"]
+KEYS_WITH_VALUES = KNOWN_KEYS
 
 
 def _labels(**values: str) -> dict[str, str]:
@@ -181,3 +181,68 @@ def test_other_prefixes_are_ignored() -> None:
     parsed = parse_labels({"dockyardx.host": "a.test", "other.host": "b.test"}, P)
     assert parsed.route is None
     assert parsed.unknown == ()
+
+
+def test_tls_https_and_hsts_labels_parse() -> None:
+    """TLS mode, HTTPS mode and HSTS are read in any case; HSTS keeps only its parts."""
+    parsed = parse_labels(
+        _labels(host="a.test", tls="Self-Signed", https="ONLY", hsts="max-age=600; preload;"), P
+    )
+    assert parsed.route is not None
+    assert (parsed.route.tls, parsed.route.https) == ("self-signed", "only")
+    assert parsed.route.hsts == Hsts(600, include_subdomains=False, preload=True)
+    assert parsed.route.hsts.header == "max-age=600; preload"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("max-age=31536000", Hsts(31536000)),
+        ("max-age=0", Hsts(0)),
+        ("max-age=63072000; includeSubDomains; preload", Hsts(63072000, True, True)),
+        ("MAX-AGE=10;INCLUDESUBDOMAINS", Hsts(10, True)),
+        ("off", "off"),
+    ],
+)
+def test_valid_hsts_values(value: str, expected: object) -> None:
+    """Every valid HSTS value (and off) is accepted and normalised."""
+    parsed = parse_labels(_labels(host="a.test", hsts=value), P)
+    assert parsed.route is not None
+    assert parsed.route.hsts == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "max-age=",
+        "max-age=-1",
+        "max-age=1; includeSubDomains; includeSubDomains",
+        "1 year",
+        "max-age=1; always",
+        "max-age=1, preload",
+    ],
+)
+def test_invalid_hsts_values_are_rejected(value: str) -> None:
+    """Anything but off or max-age=N with the two standard flags is refused."""
+    with pytest.raises(LabelError) as caught:
+        parse_labels(_labels(host="a.test", hsts=value), P)
+    assert caught.value.label == f"{P}.hsts"
+
+
+@pytest.mark.parametrize(("key", "value"), [("tls", "letsencrypt"), ("https", "force")])
+def test_unknown_modes_are_rejected_with_the_choices(key: str, value: str) -> None:
+    """A mode outside the documented words is refused and the words are listed."""
+    with pytest.raises(LabelError) as caught:
+        parse_labels({f"{P}.host": "a.test", f"{P}.{key}": value}, P)
+    assert caught.value.label == f"{P}.{key}"
+    assert "one of" in caught.value.reason
+
+
+@pytest.mark.parametrize(("key", "value"), [("https", "redirect"), ("hsts", "max-age=60")])
+def test_https_options_without_tls_are_rejected(key: str, value: str) -> None:
+    """HTTPS options on a host with tls=off are an error, not silently ignored."""
+    with pytest.raises(LabelError) as caught:
+        parse_labels({f"{P}.host": "a.test", f"{P}.tls": "off", f"{P}.{key}": value}, P)
+    assert caught.value.label == f"{P}.{key}"
+    assert "tls is off" in caught.value.reason

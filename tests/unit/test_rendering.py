@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
+from daemon.labels import Hsts
 from daemon.rendering import (
     Paths,
     RenderFacts,
@@ -18,6 +20,7 @@ from daemon.rendering import (
 from daemon.routing import Backend, Route, RoutingTable
 from daemon.running import builtin_templates
 from daemon.settings import Settings
+from daemon.tls import CertFiles, TlsState, host_policies
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 SETTINGS = Settings(state_dir=Path("/var/lib/dockyard"), http_port=80)
@@ -178,3 +181,79 @@ def test_long_host_names_get_big_enough_hash_buckets() -> None:
     layout = plan_layout(RoutingTable((route(name, "/", "172.17.0.2"),)))
     assert layout.hashes.bucket_size >= len(name) + 2 + 16
     assert layout.hashes.bucket_size % 64 == 0
+
+
+TLS_SAMPLE = RoutingTable(
+    (
+        route("issued.test", "/", "172.17.0.2"),
+        route("issued.test", "/api", "172.17.0.3"),
+        route("waiting.test", "/", "172.17.0.4"),
+        dataclasses.replace(route("plain.test", "/", "172.17.0.5"), tls="off"),
+        dataclasses.replace(route("only.test", "/", "172.17.0.6"), https="only"),
+        dataclasses.replace(
+            route("strict.test", "/", "172.17.0.7"), https="redirect", hsts=Hsts(600, True, True)
+        ),
+    )
+)
+TLS_STATE = TlsState(
+    CertFiles(Path("/var/lib/dockyard/certs/_fallback.pem"), "f" * 16, issued=False),
+    (("issued.test", CertFiles(Path("/var/lib/dockyard/certs/issued.test.pem"), "1" * 16, True)),),
+)
+ACME_SETTINGS = dataclasses.replace(SETTINGS, acme_email="ops@example.org")
+
+
+def render_tls(table: RoutingTable = TLS_SAMPLE, state: TlsState = TLS_STATE) -> str:
+    """Render with ACME on and the sample certificate state."""
+    env = make_environment(None, builtin_templates())
+    return render_config(table, ACME_SETTINGS, FACTS, env, state)
+
+
+def test_tls_config_matches_snapshot() -> None:
+    """HTTPS servers, redirects and HSTS for a mixed table are exactly the reviewed snapshot."""
+    check_snapshot("tls.conf", render_tls())
+
+
+def test_hosts_split_into_http_and_https_blocks_by_certificate() -> None:
+    """Each certificate gets its own HTTPS block; only hosts serving HTTP get an HTTP block."""
+    layout = plan_layout(TLS_SAMPLE, host_policies(TLS_SAMPLE, ACME_SETTINGS, TLS_STATE))
+    http = {h for s in layout.servers if s.certificate is None for h in s.hosts}
+    https = {
+        h: s.certificate.path.name
+        for s in layout.servers
+        if s.certificate is not None
+        for h in s.hosts
+    }
+    assert http == {"waiting.test", "plain.test"}
+    assert layout.redirect_hosts == ("issued.test", "strict.test")
+    assert https == {
+        "issued.test": "issued.test.pem",
+        "waiting.test": "_fallback.pem",
+        "only.test": "_fallback.pem",
+        "strict.test": "_fallback.pem",
+    }
+
+
+def test_a_new_certificate_changes_the_generation() -> None:
+    """A renewed certificate (same path, new content) gives a new config, so nginx reloads."""
+    renewed = dataclasses.replace(
+        TLS_STATE,
+        certificates=(
+            (
+                "issued.test",
+                CertFiles(Path("/var/lib/dockyard/certs/issued.test.pem"), "2" * 16, True),
+            ),
+        ),
+    )
+    assert config_generation(render_tls()) != config_generation(render_tls(state=renewed))
+
+
+def test_redirect_keeps_a_non_default_https_port() -> None:
+    """With HTTPS on another port the redirect names it; GET gets 301, other methods 308."""
+    text = render_tls()
+    assert "return 301 https://$host$request_uri;" in text
+    assert "return 308 https://$host$request_uri;" in text
+    env = make_environment(None, builtin_templates())
+    other = dataclasses.replace(ACME_SETTINGS, https_port=8443)
+    text = render_config(TLS_SAMPLE, other, FACTS, env, TLS_STATE)
+    assert "return 301 https://$host:8443$request_uri;" in text
+    assert "listen 8443 ssl http2 default_server;" in text
