@@ -6,88 +6,27 @@ import json
 import ssl
 import stat
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-from tests.integration.pebble import Pebble, StartPebble
+from tests.integration.acme_support import (
+    ISSUE_TIMEOUT,
+    common_name,
+    root_file,
+    start_acme,
+    wait_https,
+)
+from tests.integration.pebble import StartPebble
 from tests.integration.support import (
     Proxy,
     RunProxy,
     StartBackend,
-    TlsResponse,
     free_ports,
     https_request,
 )
-
-EMAIL = "ops@dockyard.test"
-ISSUE_TIMEOUT = 40.0
-
-
-def acme_env(pebble: Pebble, http_port: int, https_port: int, **extra: str) -> dict[str, str]:
-    """The daemon's environment for ACME against ``pebble``."""
-    return {
-        "DOCKYARD_HTTP_PORT": str(http_port),
-        "DOCKYARD_HTTPS_PORT": str(https_port),
-        "DOCKYARD_ACME_EMAIL": EMAIL,
-        "DOCKYARD_ACME_DIRECTORY": pebble.directory,
-        "REQUESTS_CA_BUNDLE": str(pebble.ca_bundle),
-        **extra,
-    }
-
-
-def start_acme(
-    pebble_for: StartPebble, run_proxy: RunProxy, *, running: bool = True, **options: Any
-) -> tuple[Pebble, Proxy, dict[str, str]]:
-    """Pebble validating on the proxy's HTTP port, and the daemon using it."""
-    http_port, https_port = free_ports(2)
-    pebble = pebble_for(http_port, running=running, **options)
-    env = acme_env(pebble, http_port, https_port)
-    return pebble, run_proxy(**env), env
-
-
-def root_file(pebble: Pebble, tmp_path: Path) -> Path:
-    """Pebble's issuing root (from its management port) as a CA file."""
-    path = tmp_path / f"pebble-root-{time.monotonic_ns()}.pem"
-    path.write_text(pebble.root_pem())
-    return path
-
-
-def wait_https(
-    proxy: Proxy,
-    host: str,
-    *,
-    cafile: Path | None = None,
-    accept: Callable[[TlsResponse], bool] = lambda r: r.response.status == 200,
-    timeout: float = 15.0,
-) -> TlsResponse:
-    """Poll HTTPS until an answer satisfies ``accept`` (reloads are asynchronous)."""
-    deadline = time.monotonic() + timeout
-    last = "nothing yet"
-    while True:
-        try:
-            answer = https_request(proxy.https_port, host, cafile=cafile, timeout=2.0)
-            if accept(answer):
-                return answer
-            last = f"{answer.response.status} from {answer.certificate.subject.rfc4514_string()}"
-        except (OSError, ssl.SSLError) as err:
-            last = repr(err)
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"https://{host} never answered as expected within {timeout}s "
-                f"(last: {last}); log tail:\n{proxy.log_tail()}"
-            )
-        time.sleep(0.1)
-
-
-def common_name(certificate: x509.Certificate) -> str:
-    """The subject CN of a certificate."""
-    return str(certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
 def stored(proxy: Proxy) -> dict[str, Any]:
