@@ -15,6 +15,7 @@ case the hosts keep being served, with the fallback certificate where nothing be
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import random
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -54,6 +56,35 @@ _UNREACHABLE_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 _LOCKED_RETRY = 60.0
 
 
+class OrderClient(Protocol):
+    """What the keeper needs from the CA (``acme_store.orders.AcmeClient``)."""
+
+    def register(self, account: Account | None, email: str | None) -> Account:
+        """The registered account to order with."""
+        ...
+
+    def issue(
+        self,
+        account: Account,
+        names: tuple[str, ...],
+        key_type: str,
+        *,
+        profile: str | None,
+        replaces: str | None,
+        deadline: float,
+    ) -> Certificate:
+        """Order and download one certificate."""
+        ...
+
+    def renewal_info(self, chain_pem: str) -> tuple[datetime | None, datetime]:
+        """The CA's ARI suggestion (None without ARI) and when to ask again."""
+        ...
+
+    def offers_renewal_info(self) -> bool:
+        """Whether the CA has ARI."""
+        ...
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
@@ -68,6 +99,7 @@ class CertificateKeeper:
         challenge_dir: Path,
         on_change: Callable[[], None],
         clock: Callable[[], datetime] = utc_now,
+        client: OrderClient | None = None,
     ) -> None:
         self._settings = settings
         self._on_change = on_change
@@ -87,7 +119,7 @@ class CertificateKeeper:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client = AcmeClient(settings.acme_directory, challenge_dir)
+        self._client = client or AcmeClient(settings.acme_directory, challenge_dir)
 
     def start(self) -> None:
         """Make the fallback, open the store, publish stored certificates, start the worker."""
@@ -294,7 +326,8 @@ class CertificateKeeper:
         old_chain = previous.chain_pem if renewal and previous is not None else None
         replaces = None
         if old_chain is not None and self._client.offers_renewal_info():
-            replaces = keys.ari_cert_id(old_chain)
+            with contextlib.suppress(ValueError):  # a certificate without an AKI has no id
+                replaces = keys.ari_cert_id(old_chain)
         log.info("certificate_ordered", host=host, renewal=renewal, directory=self._directory)
         began = time.monotonic()
         try:
