@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every check of dockyard on a fresh Debian bookworm machine, as root:
 # installs the system packages the integration tests need, starts dockerd if nothing answers,
-# builds .venv, then runs ruff, mypy and pytest. Arguments are passed to pytest, e.g.
+# builds .venv (and .venv-tools for sslyze), then runs ruff, mypy and pytest. Arguments are
+# passed to pytest, e.g.
 #   tests/run.sh -m "not integration"      tests/run.sh -x -k websocket
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,6 +65,16 @@ if ! .venv/bin/python -c '' 2>/dev/null; then
     python3 -m venv --clear .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# sslyze (the TLS grade test) pins an older cryptography than acme needs: it gets its own venv,
+# and pip runs only when no working sslyze 6 is there yet.
+stage "tools environment: .venv-tools with sslyze"
+if .venv-tools/bin/sslyze --help 2>/dev/null | grep '^SSLyze version 6\.' >/dev/null; then
+    echo "sslyze present"
+else
+    python3 -m venv --clear .venv-tools
+    .venv-tools/bin/pip install -q --disable-pip-version-check 'sslyze>=6.3,<7'
+fi
 
 stage "ruff check"
 .venv/bin/ruff check .
