@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -203,3 +204,25 @@ def test_unreachable_ca_counts_against_no_name(tmp_path: Path) -> None:
     # stop() joined the worker, so a wrongly recorded failure would be in the store by now
     assert ca.orders == [("late.test", None)]
     assert after.certificate_for(DIRECTORY, "late.test") is None
+
+
+def test_another_ca_gets_its_own_account_and_keeps_the_old_certificates(tmp_path: Path) -> None:
+    """Switching the directory URL registers a new account; the old CA's records stay."""
+    staging = "https://staging.ca.test/dir"
+    old_account = Account(staging, keys.new_account_key(), uri="https://staging.ca.test/acct/9")
+    old_cert = dataclasses.replace(
+        issued_record("a.test", NOW - timedelta(days=1), timedelta(days=90)), directory=staging
+    )
+    ca = FakeCa(ari=False)
+    after = run_keeper(
+        tmp_path,
+        StoreData((old_account,), (old_cert,)),
+        ca,
+        {"a.test"},
+        lambda d: d.certificate_for(DIRECTORY, "a.test") is not None,
+    )
+    assert after.account_for(staging) == old_account
+    assert after.account_for(DIRECTORY) == ACCOUNT
+    assert after.certificate_for(staging, "a.test") == old_cert
+    assert record(after, "a.test").issued
+    assert ca.orders == [("a.test", None)]
