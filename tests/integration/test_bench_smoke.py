@@ -98,3 +98,33 @@ def test_handshakes_smoke(tmp_path: Path) -> None:
         assert run["handshakes"] > 0
     signatures = {r["key_type"]: r["negotiated"]["signature"] for r in data["results"]}
     assert signatures == {"ec256": "ECDSA", "rsa4096": "RSA-PSS"}
+
+
+def test_start_to_cert_smoke(tmp_path: Path) -> None:
+    """start_to_cert.py --smoke exits 0; both starts reach a certificate that verifies."""
+    data = _run_smoke("start_to_cert", tmp_path / "start_to_cert.json")
+
+    assert data["benchmark"] == "start_to_cert"
+    assert data["args"]["smoke"] is True
+    assert len(data["records"]) == 2
+    assert data["summary"]["verified_runs"] == data["summary"]["runs"] == 2
+    for record in data["records"]:
+        seconds = record["seconds"]
+        assert {"start_returned", "http_200", "https_any", "ordered", "issued", "verified"} <= set(
+            seconds
+        )
+        assert all(value > 0 for value in seconds.values())
+        assert seconds["ordered"] < seconds["issued"] < seconds["verified"]
+        assert record["order_seconds"] > 0
+        assert record["first_certificate"] == "fallback"
+    assert data["summary"]["seconds"]["verified"]["n"] == 2
+
+
+def test_tls_scale_smoke(tmp_path: Path) -> None:
+    """tls_scale.py --smoke exits 0 and nginx accepts the HTTP, fallback and issued configs."""
+    data = _run_smoke("tls_scale", tmp_path / "tls_scale.json")
+
+    assert data["benchmark"] == "tls_scale"
+    assert [r["state"] for r in data["results"]] == ["http", "fallback", "issued:10"]
+    for row in data["results"]:
+        assert row["nginx_t_seconds"] > 0 and row["nginx_t_peak_mb"] > 0
