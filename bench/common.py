@@ -339,19 +339,33 @@ def timed_child(argv: Sequence[str], timeout: float = 120) -> tuple[int, float, 
     return code, seconds, peak_kb / 1024, err
 
 
-def summary(values: Iterable[float]) -> dict[str, float]:
-    """min / median / p95 / max of the values (p95 by the nearest-rank method)."""
+def summary(values: Iterable[float], percentile: int = 95, digits: int = 4) -> dict[str, float]:
+    """n, min, median, the ``percentile`` (nearest rank) and max of the values, rounded."""
     data = sorted(values)
+    key = f"p{percentile}"
     if not data:
-        return {"n": 0, "min": float("nan"), "median": float("nan"), "p95": float("nan")}
-    rank = max(1, -(-95 * len(data) // 100))  # ceil(0.95 n)
+        nan = float("nan")
+        return {"n": 0, "min": nan, "median": nan, key: nan, "max": nan}
+    rank = max(1, -(-percentile * len(data) // 100))  # ceil(percentile / 100 * n)
     return {
         "n": len(data),
-        "min": round(data[0], 4),
-        "median": round(statistics.median(data), 4),
-        "p95": round(data[rank - 1], 4),
-        "max": round(data[-1], 4),
+        "min": round(data[0], digits),
+        "median": round(statistics.median(data), digits),
+        key: round(data[rank - 1], digits),
+        "max": round(data[-1], digits),
     }
+
+
+def first_entry(
+    entries: Sequence[dict[str, Any]], event: str, since: float, **match: Any
+) -> dict[str, Any] | None:
+    """The first daemon log entry of ``event`` at or after ``since`` with these fields."""
+    for entry in entries:
+        if entry.get("event") != event or entry.get("t", 0.0) < since:
+            continue
+        if all(entry.get(key) == value for key, value in match.items()):
+            return entry
+    return None
 
 
 def machine() -> dict[str, str]:

@@ -55,6 +55,7 @@ from common import (
     docker_events,
     ensure_image,
     exit_on_sigterm,
+    first_entry,
     machine,
     new_run_id,
     probe,
@@ -79,16 +80,6 @@ SWEEP_PAUSE = 0.02
 TARGET_MEDIAN = 0.3
 TARGET_BURST_SECONDS = 3.0
 TARGET_BURST_RELOADS = 3
-
-
-def _first(entries: Sequence[dict[str, Any]], event: str, since: float, **match: Any) -> Any:
-    """The first log entry of ``event`` at or after ``since`` with these fields."""
-    for entry in entries:
-        if entry.get("event") != event or entry.get("t", 0.0) < since:
-            continue
-        if all(entry.get(key) == value for key, value in match.items()):
-            return entry
-    return None
 
 
 def one_start(client: Any, daemon: Daemon, container_id: str, host: str) -> dict[str, Any]:
@@ -252,7 +243,7 @@ def _enrich(
             )
             if event is not None:
                 times[key] = event["t"]
-        applied = _first(logs, "routes_applied", t_call, total=background + index + 1)
+        applied = first_entry(logs, "routes_applied", t_call, total=background + index + 1)
         if applied is not None:
             times["routes_applied"] = applied["t"]
             times["reload_began"] = applied["t"] - float(applied["reload_seconds"])

@@ -41,11 +41,9 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import math
 import shutil
 import socket
 import ssl
-import statistics
 import subprocess
 import tempfile
 import threading
@@ -62,12 +60,14 @@ from common import (
     docker_events,
     ensure_image,
     exit_on_sigterm,
+    first_entry,
     free_ports,
     machine,
     new_run_id,
     probe,
     remove_labelled,
     running_daemon,
+    summary,
     table,
     write_json,
 )
@@ -114,17 +114,7 @@ PARTS = [
 
 def spread(values: Iterable[float]) -> dict[str, float]:
     """n, min, median, p90 (nearest rank) and max, rounded to ms."""
-    data = sorted(values)
-    if not data:
-        return {"n": 0, "min": math.nan, "median": math.nan, "p90": math.nan, "max": math.nan}
-    rank = max(1, math.ceil(0.9 * len(data)))
-    return {
-        "n": len(data),
-        "min": round(data[0], 3),
-        "median": round(statistics.median(data), 3),
-        "p90": round(data[rank - 1], 3),
-        "max": round(data[-1], 3),
-    }
+    return summary(values, 90, 3)
 
 
 def tls_certificate(port: int, host: str, context: ssl.SSLContext) -> bytes | None:
@@ -211,16 +201,6 @@ def one_start(
     return {"t_call": t_call, "container_id": container_id, "host": host, "abs": seen, **extra}
 
 
-def _first(entries: Sequence[dict[str, Any]], event: str, since: float, **match: Any) -> Any:
-    """The first log entry of ``event`` at or after ``since`` with these fields."""
-    for entry in entries:
-        if entry.get("event") != event or entry.get("t", 0.0) < since:
-            continue
-        if all(entry.get(key) == value for key, value in match.items()):
-            return entry
-    return None
-
-
 def enrich(
     records: list[dict[str, Any]],
     logs: list[dict[str, Any]],
@@ -245,22 +225,22 @@ def enrich(
         )
         if started is not None:
             times["docker_event"] = started["t"]
-        applied = _first(logs, "routes_applied", t_call)
+        applied = first_entry(logs, "routes_applied", t_call)
         if applied is not None:
             times["route_applied"] = applied["t"]
             times["cooldown_end"] = applied["t"] + cooldown
-        ordered = _first(logs, "certificate_ordered", t_call, host=rec["host"])
+        ordered = first_entry(logs, "certificate_ordered", t_call, host=rec["host"])
         if ordered is not None:
             times["ordered"] = ordered["t"]
-        issued = _first(logs, "certificate_issued", t_call, host=rec["host"])
+        issued = first_entry(logs, "certificate_issued", t_call, host=rec["host"])
         if issued is not None:
             times["issued"] = issued["t"]
             rec["order_seconds"] = issued.get("seconds")
-            reloaded = _first(logs, "nginx_reloaded", issued["t"])
+            reloaded = first_entry(logs, "nginx_reloaded", issued["t"])
             if reloaded is not None:
                 times["cert_reloaded"] = reloaded["t"]
                 times["cert_reload_began"] = reloaded["t"] - float(reloaded["seconds"])
-        failed = _first(logs, "certificate_failed", t_call, host=rec["host"])
+        failed = first_entry(logs, "certificate_failed", t_call, host=rec["host"])
         if failed is not None:
             rec["certificate_failed"] = failed.get("error")
         rec["seconds"] = {key: round(value - t_call, 4) for key, value in times.items()}
@@ -461,18 +441,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = docker_client(pool=8)
     image = ensure_image(client)
     result = measure(client, image, args.runs, warmup=args.warmup, gap=gap, timeout=args.timeout)
-    summary = report(result["records"])
+    outcome = report(result["records"])
     write_json(
         args.out,
         {
             "benchmark": "start_to_cert",
             "args": {**vars(args), "out": str(args.out), "gap": gap},
             "machine": about,
-            "summary": summary,
+            "summary": outcome,
             **result,
         },
     )
-    return 0 if summary["verified_runs"] == summary["runs"] else 1
+    return 0 if outcome["verified_runs"] == outcome["runs"] else 1
 
 
 if __name__ == "__main__":
