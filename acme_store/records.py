@@ -108,7 +108,8 @@ class StoreData:
         return dataclasses.replace(self, certificates=tuple(records))
 
 
-def _time_text(value: datetime | None) -> str | None:
+def time_text(value: datetime | None) -> str | None:
+    """A time as the store writes it: UTC, ISO 8601, to the second, with a ``Z``."""
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -123,7 +124,7 @@ def store_to_json(data: StoreData) -> dict[str, Any]:
                 "directory": a.directory,
                 "uri": a.uri,
                 "email": a.email,
-                "created": _time_text(a.created),
+                "created": time_text(a.created),
                 "key": a.key_pem,
             }
             for a in data.accounts
@@ -134,13 +135,13 @@ def store_to_json(data: StoreData) -> dict[str, Any]:
                 "names": list(c.names),
                 "key_type": c.key_type,
                 "profile": c.profile,
-                "not_before": _time_text(c.not_before),
-                "not_after": _time_text(c.not_after),
-                "renew_at": _time_text(c.renew_at),
-                "ari_next_check": _time_text(c.ari_next_check),
+                "not_before": time_text(c.not_before),
+                "not_after": time_text(c.not_after),
+                "renew_at": time_text(c.renew_at),
+                "ari_next_check": time_text(c.ari_next_check),
                 "failures": c.failures,
                 "last_error": c.last_error,
-                "next_retry": _time_text(c.next_retry),
+                "next_retry": time_text(c.next_retry),
                 "chain": c.chain_pem,
                 "key": c.key_pem,
             }

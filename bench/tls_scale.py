@@ -67,7 +67,7 @@ def certificate_files(directory: Path, hosts: Sequence[str]) -> dict[str, CertFi
         content = keys.self_signed((host,), key, now, timedelta(days=90)) + key
         path = directory / f"{host}.pem"
         path.write_text(content)
-        files[host] = CertFiles(path, f"{len(files):016x}", issued=True)
+        files[host] = CertFiles(path, f"{len(files):016x}")
     return files
 
 

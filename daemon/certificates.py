@@ -19,9 +19,10 @@ import contextlib
 import dataclasses
 import hashlib
 import random
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -36,8 +37,8 @@ from acme_store.errors import (
     StoreUnreadableError,
 )
 from acme_store.orders import AcmeClient
-from acme_store.planning import after_failure, plan_certificates
-from acme_store.records import Account, Certificate, StoreData
+from acme_store.planning import after_failure, plan_certificates, retry_delay
+from acme_store.records import Account, Certificate, StoreData, time_text
 from acme_store.store import JsonStore, write_atomic
 from daemon.settings import Settings
 from daemon.tls import CertFiles, TlsState
@@ -54,6 +55,8 @@ _ORDER_DEADLINE = 90.0
 # back off to a ceiling, and order as soon as it answers again.
 _UNREACHABLE_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 _LOCKED_RETRY = 60.0
+# What routing accepts as a host name (without wildcards): only such names become files.
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
 
 
 class OrderClient(Protocol):
@@ -78,10 +81,6 @@ class OrderClient(Protocol):
 
     def renewal_info(self, chain_pem: str) -> tuple[datetime | None, datetime]:
         """The CA's ARI suggestion (None without ARI) and when to ask again."""
-        ...
-
-    def offers_renewal_info(self) -> bool:
-        """Whether the CA has ARI."""
         ...
 
 
@@ -163,7 +162,7 @@ class CertificateKeeper:
             content = path.read_bytes()
             _, not_after = keys.validity(content.decode("ascii"))
             if not_after - now > _FALLBACK_RENEW_BEFORE:
-                return CertFiles(path, _digest(content), issued=False)
+                return CertFiles(path, _digest(content))
         except (OSError, ValueError):
             pass
         key_pem = keys.new_key("ec256")
@@ -171,21 +170,27 @@ class CertificateKeeper:
         content = (cert_pem + key_pem).encode("ascii")
         write_atomic(path, content)
         log.info("fallback_certificate_created", path=str(path), name=FALLBACK_NAME)
-        return CertFiles(path, _digest(content), issued=False)
+        return CertFiles(path, _digest(content))
 
-    def _publish_all(self) -> None:
+    def _publish_all(self) -> bool:
+        """Write the PEM file of every stored certificate of this CA; True if any changed."""
+        changed = False
         for record in self._data.certificates:
             if record.directory == self._directory:
-                self._publish(record)
+                changed = self._publish(record) or changed
+        return changed
 
     def _publish(self, record: Certificate) -> bool:
         """Write an issued, unexpired record's PEM file for nginx; True when it changed."""
         if not record.issued or record.not_after is None or record.not_after <= self._clock():
             return False
+        if not _HOST_NAME.fullmatch(record.main):  # the name becomes a file name
+            log.warning("certificate_name_invalid", name=record.main, store=str(self._store.path))
+            return False
         assert record.chain_pem is not None and record.key_pem is not None
         content = (record.chain_pem.rstrip("\n") + "\n" + record.key_pem).encode("ascii")
         path = self._dir / f"{record.main}.pem"
-        files = CertFiles(path, _digest(content), issued=True)
+        files = CertFiles(path, _digest(content))
         with self._guard:
             if self._files.get(record.main) == files and path.exists():
                 return False
@@ -269,23 +274,16 @@ class CertificateKeeper:
         if not self._owner:
             # Read-only: pick up what the lock holder issued, and take over when it is gone.
             self._open_store()
-            self._publish_all()
-            if not self._owner:
+            if self._publish_all():
                 self._on_change()
+            if not self._owner:
                 return _LOCKED_RETRY, unreachable
         with self._guard:
             wanted = self._wanted
         now = self._clock()
         jitter = timedelta(seconds=random.uniform(0, 3600))  # noqa: S311 - spreading, not secrecy
         plan = plan_certificates(wanted, self._data, self._directory, now, jitter)
-        for host in plan.not_eligible:
-            if host not in self._announced_ineligible:
-                self._announced_ineligible.add(host)
-                log.warning(
-                    "certificate_not_eligible",
-                    host=host,
-                    reason="wildcard names need a DNS-01 challenge; served with the fallback",
-                )
+        self._announce_not_eligible(plan.not_eligible)
         due = [(host, False) for host in plan.order] + [(host, True) for host in plan.renew]
         if due or plan.check_renewal_info:
             try:
@@ -297,9 +295,12 @@ class CertificateKeeper:
                 for host in plan.check_renewal_info:
                     self._check_renewal_info(host)
             except _CaUnavailableError as err:
-                delay = _UNREACHABLE_DELAYS[min(unreachable, len(_UNREACHABLE_DELAYS) - 1)]
+                delay = err.retry_in(unreachable)
                 log.warning(
-                    "acme_unavailable", directory=self._directory, error=err.message, retry_in=delay
+                    "acme_account_refused" if err.refused else "acme_unavailable",
+                    directory=self._directory,
+                    error=err.message,
+                    retry_in=delay,
                 )
                 return delay, unreachable + 1
             if due:
@@ -307,12 +308,22 @@ class CertificateKeeper:
         wake_at = plan.wake_at or now + timedelta(hours=12)
         return max(1.0, (wake_at - self._clock()).total_seconds()), 0
 
+    def _announce_not_eligible(self, hosts: Sequence[str]) -> None:
+        for host in hosts:
+            if host not in self._announced_ineligible:
+                self._announced_ineligible.add(host)
+                log.warning(
+                    "certificate_not_eligible",
+                    host=host,
+                    reason="wildcard names need a DNS-01 challenge; served with the fallback",
+                )
+
     def _account(self) -> Account:
         existing = self._data.account_for(self._directory)
         try:
             account = self._client.register(existing, self._settings.acme_email)
         except OrderError as err:
-            raise _CaUnavailableError(err.message) from err
+            raise _CaUnavailableError(err.message, refused=not err.unreachable) from err
         if account != existing:
             self._data = self._data.with_account(account)
             self._save()
@@ -322,10 +333,11 @@ class CertificateKeeper:
     def _order(self, account: Account, host: str, renewal: bool) -> None:
         settings = self._settings
         previous = self._data.certificate_for(self._directory, host)
-        # ARI: a renewal names the certificate it replaces (exempt from rate limits).
+        # ARI: a renewal names the certificate it replaces (exempt from rate limits); the
+        # client leaves it out for a CA without ARI.
         old_chain = previous.chain_pem if renewal and previous is not None else None
         replaces = None
-        if old_chain is not None and self._client.offers_renewal_info():
+        if old_chain is not None:
             with contextlib.suppress(ValueError):  # a certificate without an AKI has no id
                 replaces = keys.ari_cert_id(old_chain)
         log.info("certificate_ordered", host=host, renewal=renewal, directory=self._directory)
@@ -356,7 +368,7 @@ class CertificateKeeper:
                 host=host,
                 error=err.message,
                 failures=record.failures,
-                next_retry=_iso(record.next_retry),
+                next_retry=time_text(record.next_retry),
             )
             return
         self._data = self._data.with_certificate(issued)
@@ -365,7 +377,7 @@ class CertificateKeeper:
         log.info(
             "certificate_issued",
             host=host,
-            not_after=_iso(issued.not_after),
+            not_after=time_text(issued.not_after),
             seconds=round(time.monotonic() - began, 3),
             renewal=renewal,
         )
@@ -389,16 +401,21 @@ class CertificateKeeper:
 
 
 class _CaUnavailableError(Exception):
-    """The CA did not answer at all: no name is to blame."""
+    """No order can go on: the CA did not answer, or it ``refused`` the account."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.refused = refused
+
+    def retry_in(self, streak: int) -> float:
+        """Seconds to wait after ``streak`` such errors in a row before this one."""
+        if self.refused:
+            # the CA answered and said no (a bad contact address, its terms): asking again
+            # soon would only burn the new-account rate limit
+            return retry_delay(streak + 1).total_seconds()
+        return _UNREACHABLE_DELAYS[min(streak, len(_UNREACHABLE_DELAYS) - 1)]
 
 
 def _digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()[:16]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None

@@ -35,7 +35,6 @@ class CertFiles:
 
     path: Path
     digest: str
-    issued: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +43,6 @@ class TlsState:
 
     fallback: CertFiles | None = None
     certificates: tuple[tuple[str, CertFiles], ...] = ()
-
-    def issued_for(self, host: str) -> CertFiles | None:
-        """The CA-issued certificate for ``host``, if the edge has one."""
-        return dict(self.certificates).get(host)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from structlog.testing import capture_logs
 
 from acme_store import keys
 from acme_store.errors import OrderError
@@ -64,8 +65,7 @@ def issued_record(name: str, not_before: datetime, lifetime: timedelta) -> Certi
 class FakeCa:
     """Answers like AcmeClient; records what it was asked."""
 
-    def __init__(self, *, ari: bool, suggestion: datetime | None = None) -> None:
-        self.ari = ari
+    def __init__(self, *, suggestion: datetime | None = None) -> None:
         self.suggestion = suggestion
         self.orders: list[tuple[str, str | None]] = []
         self.fail: dict[str, OrderError] = {}
@@ -93,10 +93,6 @@ class FakeCa:
     def renewal_info(self, chain_pem: str) -> tuple[datetime | None, datetime]:
         """The configured ARI suggestion."""
         return self.suggestion, NOW + timedelta(hours=6)
-
-    def offers_renewal_info(self) -> bool:
-        """Whether this fake CA has ARI."""
-        return self.ari
 
 
 def run_keeper(
@@ -131,10 +127,10 @@ def record(data: StoreData, host: str) -> Certificate:
     return found
 
 
-def test_renewal_names_the_replaced_certificate_when_the_ca_has_ari(tmp_path: Path) -> None:
-    """A due renewal at an ARI CA sends the old certificate's id as ``replaces``."""
+def test_renewal_names_the_replaced_certificate(tmp_path: Path) -> None:
+    """A due renewal passes the old certificate's ARI id as ``replaces`` to the client."""
     old = issued_record("a.test", NOW - timedelta(days=80), timedelta(days=90))
-    ca = FakeCa(ari=True)
+    ca = FakeCa()
     after = run_keeper(
         tmp_path,
         StoreData((ACCOUNT,), (old,)),
@@ -146,25 +142,11 @@ def test_renewal_names_the_replaced_certificate_when_the_ca_has_ari(tmp_path: Pa
     assert record(after, "a.test").not_before == NOW
 
 
-def test_no_replaces_without_ari(tmp_path: Path) -> None:
-    """A CA without ARI gets a plain order for the renewal."""
-    old = issued_record("a.test", NOW - timedelta(days=80), timedelta(days=90))
-    ca = FakeCa(ari=False)
-    run_keeper(
-        tmp_path,
-        StoreData((ACCOUNT,), (old,)),
-        ca,
-        {"a.test"},
-        lambda d: record(d, "a.test").not_before == NOW,
-    )
-    assert ca.orders == [("a.test", None)]
-
-
 def test_ari_suggestion_becomes_the_renewal_time(tmp_path: Path) -> None:
     """A certificate not yet due asks the CA's renewal info and stores its suggestion."""
     current = issued_record("a.test", NOW - timedelta(days=10), timedelta(days=90))
     suggestion = NOW + timedelta(days=3)
-    ca = FakeCa(ari=True, suggestion=suggestion)
+    ca = FakeCa(suggestion=suggestion)
     after = run_keeper(
         tmp_path,
         StoreData((ACCOUNT,), (current,)),
@@ -179,7 +161,7 @@ def test_ari_suggestion_becomes_the_renewal_time(tmp_path: Path) -> None:
 
 def test_refused_name_backs_off_alone(tmp_path: Path) -> None:
     """The CA refusing one name records its failure and next retry; the other is issued."""
-    ca = FakeCa(ari=False)
+    ca = FakeCa()
     ca.fail["bad.test"] = OrderError("urn:ietf:params:acme:error:rejectedIdentifier: no")
     after = run_keeper(
         tmp_path,
@@ -196,7 +178,7 @@ def test_refused_name_backs_off_alone(tmp_path: Path) -> None:
 
 def test_unreachable_ca_counts_against_no_name(tmp_path: Path) -> None:
     """The CA being down is retried later but never recorded as the name's failure."""
-    ca = FakeCa(ari=False)
+    ca = FakeCa()
     ca.fail["late.test"] = OrderError("cannot talk to the CA", unreachable=True)
     after = run_keeper(
         tmp_path, StoreData((ACCOUNT,)), ca, {"late.test"}, lambda d: bool(ca.orders)
@@ -213,7 +195,7 @@ def test_another_ca_gets_its_own_account_and_keeps_the_old_certificates(tmp_path
     old_cert = dataclasses.replace(
         issued_record("a.test", NOW - timedelta(days=1), timedelta(days=90)), directory=staging
     )
-    ca = FakeCa(ari=False)
+    ca = FakeCa()
     after = run_keeper(
         tmp_path,
         StoreData((old_account,), (old_cert,)),
@@ -226,3 +208,44 @@ def test_another_ca_gets_its_own_account_and_keeps_the_old_certificates(tmp_path
     assert after.certificate_for(staging, "a.test") == old_cert
     assert record(after, "a.test").issued
     assert ca.orders == [("a.test", None)]
+
+
+def test_refused_account_waits_like_a_refused_name(tmp_path: Path) -> None:
+    """A CA that refuses the account is asked again after a minute, not after seconds."""
+
+    class Refusing(FakeCa):
+        def register(self, account: Account | None, email: str | None) -> Account:
+            """The CA says no."""
+            raise OrderError("urn:ietf:params:acme:error:invalidContact: bad address")
+
+    with capture_logs() as logs:
+        run_keeper(
+            tmp_path,
+            StoreData(),
+            Refusing(),
+            {"a.test"},
+            lambda _: any(e["event"] == "acme_account_refused" for e in logs),
+        )
+    refused = [e for e in logs if e["event"] == "acme_account_refused"]
+    assert refused and refused[0]["retry_in"] == 60.0
+    assert "invalidContact" in refused[0]["error"]
+    assert not [e for e in logs if e["event"] == "acme_unavailable"]
+
+
+def test_a_store_name_that_is_no_host_name_never_becomes_a_file(tmp_path: Path) -> None:
+    """Only host names become PEM files: a stored ``../x`` is skipped, a real host served."""
+    evil = dataclasses.replace(
+        issued_record("a.test", NOW - timedelta(days=1), timedelta(days=90)), names=("../x",)
+    )
+    good = issued_record("b.test", NOW - timedelta(days=1), timedelta(days=90))
+    settings = Settings(state_dir=tmp_path, acme_email="ops@example.org", acme_directory=DIRECTORY)
+    with JsonStore(settings.store_path) as store:
+        store.save(StoreData((ACCOUNT,), (evil, good)))
+    keeper = CertificateKeeper(
+        settings, tmp_path / "c", lambda: None, clock=lambda: NOW, client=FakeCa()
+    )
+    keeper.start()
+    keeper.stop()
+    assert [host for host, _ in keeper.state().certificates] == ["b.test"]
+    assert not (tmp_path / "x.pem").exists()
+    assert sorted(p.name for p in (tmp_path / "certs").iterdir()) == ["_fallback.pem", "b.test.pem"]

@@ -196,8 +196,8 @@ TLS_SAMPLE = RoutingTable(
     )
 )
 TLS_STATE = TlsState(
-    CertFiles(Path("/var/lib/dockyard/certs/_fallback.pem"), "f" * 16, issued=False),
-    (("issued.test", CertFiles(Path("/var/lib/dockyard/certs/issued.test.pem"), "1" * 16, True)),),
+    CertFiles(Path("/var/lib/dockyard/certs/_fallback.pem"), "f" * 16),
+    (("issued.test", CertFiles(Path("/var/lib/dockyard/certs/issued.test.pem"), "1" * 16)),),
 )
 ACME_SETTINGS = dataclasses.replace(SETTINGS, acme_email="ops@example.org")
 
@@ -240,7 +240,7 @@ def test_a_new_certificate_changes_the_generation() -> None:
         certificates=(
             (
                 "issued.test",
-                CertFiles(Path("/var/lib/dockyard/certs/issued.test.pem"), "2" * 16, True),
+                CertFiles(Path("/var/lib/dockyard/certs/issued.test.pem"), "2" * 16),
             ),
         ),
     )

@@ -10,8 +10,8 @@ from daemon.routing import Backend, Route, RoutingTable
 from daemon.settings import Settings
 from daemon.tls import DEFAULT_HSTS, CertFiles, HostTls, TlsState, acme_hosts, host_policies
 
-FALLBACK = CertFiles(Path("/s/certs/_fallback.pem"), "f" * 16, issued=False)
-ISSUED = CertFiles(Path("/s/certs/a.test.pem"), "a" * 16, issued=True)
+FALLBACK = CertFiles(Path("/s/certs/_fallback.pem"), "f" * 16)
+ISSUED = CertFiles(Path("/s/certs/a.test.pem"), "a" * 16)
 STATE = TlsState(FALLBACK, (("a.test", ISSUED),))
 ACME = Settings(acme_email="ops@example.org")
 NO_ACME = Settings()
