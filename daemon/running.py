@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import importlib.resources
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -51,39 +52,41 @@ def builtin_templates() -> Path:
 def detect_facts(settings: Settings) -> RenderFacts:
     """Find the machine facts the config depends on: socket paths, IPv6, challenge dir.
 
-    Creates the state dir (default mode) so its permissions can be looked at.
+    Creates the state dir (default mode) so its permissions can be looked at. Two things
+    may not fit below it: the control socket (Unix socket paths are short) and the ACME
+    challenge files (nginx's unprivileged workers must be able to enter every directory
+    above them; a state dir below a 0700 home or temp dir would answer challenges with
+    403). Those then go to one private directory in the system temp dir.
     """
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(str(settings.state_dir).encode()).hexdigest()[:12]
-    control_socket = None
-    if len(str(Paths.under(settings.state_dir).control_socket)) > _MAX_SOCKET_PATH:
-        control_socket = Path(tempfile.gettempdir()) / f"dockyard-{digest}.sock"
-    challenge = None
-    if not _others_can_enter(settings.state_dir):
-        challenge = _private_temp_dir(f"dockyard-{digest}") / "acme-challenge"
+    control_socket = challenge = None
+    socket_too_long = len(str(Paths.under(settings.state_dir).control_socket)) > _MAX_SOCKET_PATH
+    closed = not _others_can_enter(settings.state_dir)
+    if socket_too_long or closed:
+        own = _ensure_private(private_temp_dir(settings.state_dir))
+        control_socket = own / "control.sock" if socket_too_long else None
+        challenge = own / "acme-challenge" if closed else None
     paths = Paths.under(settings.state_dir, control_socket, challenge)
     return RenderFacts(paths=paths, listen_ipv6=_ipv6_available())
 
 
 def _others_can_enter(directory: Path) -> bool:
-    """Whether nginx's unprivileged workers can reach files below ``directory``.
+    """Whether users other than us can enter ``directory`` and every directory above it."""
+    return all(part.stat().st_mode & stat.S_IXOTH for part in (directory, *directory.parents))
 
-    They serve ACME challenge files, and a state dir below a 0700 directory (a private
-    temp dir, a home directory) would answer every challenge with 403.
+
+def private_temp_dir(state_dir: Path) -> Path:
+    """Where the files that cannot live below ``state_dir`` go (only made when needed).
+
+    It holds nothing that outlives the daemon (a socket, challenge answers) and is removed
+    when the daemon stops.
     """
-    for part in (directory, *directory.parents):
-        try:
-            mode = part.stat().st_mode
-        except FileNotFoundError:
-            continue  # created later with the default mode, which lets others enter
-        if not mode & stat.S_IXOTH:
-            return False
-    return True
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"dockyard-{digest}"
 
 
-def _private_temp_dir(name: str) -> Path:
-    """A directory of ours in the system temp dir, refusing one someone else planted."""
-    path = Path(tempfile.gettempdir()) / name
+def _ensure_private(path: Path) -> Path:
+    """Make ``path`` ours (0755), refusing a directory someone else planted there."""
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o755)
     info = path.lstat()
@@ -156,10 +159,15 @@ def run(settings: Settings) -> int:
         if not nginx.running:
             _serve_without_engine(nginx, settings, facts, env)
 
+    _shut_down(settings, certificates, nginx)
+    return 0
+
+
+def _shut_down(settings: Settings, certificates: CertificateKeeper, nginx: NginxProcess) -> None:
     log.info("dockyard_stopping")
     certificates.stop()
     nginx.stop()
-    return 0
+    shutil.rmtree(private_temp_dir(settings.state_dir), ignore_errors=True)
 
 
 def _log_start(settings: Settings, facts: RenderFacts) -> None:

@@ -77,3 +77,22 @@ def wait_https(
 def common_name(certificate: x509.Certificate) -> str:
     """The subject CN of a certificate."""
     return str(certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+def wait_trusted(
+    proxy: Proxy, pebble: Pebble, host: str, tmp_path: Path, **match: Any
+) -> tuple[Path, TlsResponse]:
+    """Wait until ``host`` is issued (``match``: more log fields) and served, verified.
+
+    Returns Pebble's root as a CA file and the first verified answer.
+    """
+    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host=host, **match)
+    root = root_file(pebble, tmp_path)
+    return root, wait_https(proxy, host, cafile=root)
+
+
+def assert_nothing_ordered(proxy: Proxy, settle: float = 1.0) -> None:
+    """After ``settle`` seconds (for a wrong order to show), the log has no order."""
+    time.sleep(settle)
+    ordered = [e for e in proxy.logs() if e.get("event") == "certificate_ordered"]
+    assert not ordered, f"unexpected orders: {ordered}"

@@ -14,10 +14,11 @@ import pytest
 
 from tests.integration.acme_support import (
     ISSUE_TIMEOUT,
+    assert_nothing_ordered,
     common_name,
-    root_file,
     start_acme,
     wait_https,
+    wait_trusted,
 )
 from tests.integration.pebble import StartPebble
 from tests.integration.support import (
@@ -41,11 +42,9 @@ def test_labelled_container_gets_a_trusted_certificate_and_http_redirects(
     """A labelled host is issued a certificate by the CA, served with HSTS; HTTP redirects."""
     pebble, proxy, _ = start_acme(pebble_for, run_proxy)
     start_backend({"host": "app.test"}, name=f"app-{time.monotonic_ns()}")
-    issued = proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="app.test")
+    _, answer = wait_trusted(proxy, pebble, "app.test", tmp_path)
+    issued = proxy.wait_log("certificate_issued", host="app.test")
     assert issued["not_after"] and issued["seconds"] > 0
-    root = root_file(pebble, tmp_path)
-
-    answer = wait_https(proxy, "app.test", cafile=root)
     assert answer.response.json()["headers"]["x-forwarded-proto"] == "https"
     assert answer.response.headers["Strict-Transport-Security"] == "max-age=31536000"
     assert "app.test" in str(answer.certificate.extensions)
@@ -78,16 +77,14 @@ def test_restart_reuses_the_stored_certificate(
     """A restarted daemon serves the stored certificate at once and orders nothing."""
     pebble, proxy, env = start_acme(pebble_for, run_proxy)
     start_backend({"host": "again.test"})
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="again.test")
-    root = root_file(pebble, tmp_path)
-    first = wait_https(proxy, "again.test", cafile=root).certificate
+    root, first_answer = wait_trusted(proxy, pebble, "again.test", tmp_path)
+    first = first_answer.certificate
     proxy.cleanup()
 
     second_proxy = run_proxy(**env)
     answer = wait_https(second_proxy, "again.test", cafile=root)
     assert answer.certificate.serial_number == first.serial_number
-    time.sleep(1.0)  # give a wrong order the time to show up in the log
-    assert not [e for e in second_proxy.logs() if e.get("event") == "certificate_ordered"]
+    assert_nothing_ordered(second_proxy)
 
 
 def test_certificate_is_renewed_before_it_expires(
@@ -96,9 +93,8 @@ def test_certificate_is_renewed_before_it_expires(
     """A short-lived certificate is renewed at half its lifetime and the new one served."""
     pebble, proxy, _ = start_acme(pebble_for, run_proxy, validity=timedelta(seconds=20))
     start_backend({"host": "short.test"})
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="short.test", renewal=False)
-    root = root_file(pebble, tmp_path)
-    first = wait_https(proxy, "short.test", cafile=root).certificate
+    root, first_answer = wait_trusted(proxy, pebble, "short.test", tmp_path, renewal=False)
+    first = first_answer.certificate
 
     proxy.wait_log("certificate_ordered", timeout=30, host="short.test", renewal=True)
     proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="short.test", renewal=True)
@@ -127,8 +123,7 @@ def test_ca_down_at_start_serves_fallback_then_issues_when_back(
     assert not [e for e in proxy.logs() if e.get("event") == "certificate_failed"]
 
     pebble.start()
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="later.test")
-    wait_https(proxy, "later.test", cafile=root_file(pebble, tmp_path))
+    wait_trusted(proxy, pebble, "later.test", tmp_path)
 
 
 def test_one_refused_name_does_not_block_another(
@@ -141,9 +136,7 @@ def test_one_refused_name_does_not_block_another(
     failed = proxy.wait_log("certificate_failed", timeout=ISSUE_TIMEOUT, host="bad.test")
     assert failed["failures"] == 1 and failed["next_retry"]
     assert "bad.test" in failed["error"]
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="good.test")
-
-    wait_https(proxy, "good.test", cafile=root_file(pebble, tmp_path))
+    wait_trusted(proxy, pebble, "good.test", tmp_path)
     assert common_name(wait_https(proxy, "bad.test").certificate) == "dockyard.invalid"
     assert proxy.get("bad.test").status == 200
     records = {r["names"][0]: r for r in stored(proxy)["certificates"]}
@@ -165,8 +158,7 @@ def test_world_readable_store_is_refused_and_left_alone(
     assert "chmod 600" in refused["reason"]
     start_backend({"host": "open.test"})
     assert common_name(wait_https(proxy, "open.test").certificate) == "dockyard.invalid"
-    time.sleep(1.0)
-    assert not [e for e in proxy.logs() if e.get("event") == "certificate_ordered"]
+    assert_nothing_ordered(proxy)
     assert store.read_bytes() == content
     assert stat.S_IMODE(store.stat().st_mode) == 0o644
 
@@ -184,8 +176,7 @@ def test_corrupt_store_is_set_aside_and_issuance_continues(
     aside = Path(proxy.wait_log("acme_store_set_aside")["moved_to"])
     assert aside.read_bytes() == b'{"version": 1, "certificates": ['
     start_backend({"host": "fresh.test"})
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="fresh.test")
-    wait_https(proxy, "fresh.test", cafile=root_file(pebble, tmp_path))
+    wait_trusted(proxy, pebble, "fresh.test", tmp_path)
     assert [r["names"] for r in stored(proxy)["certificates"]] == [["fresh.test"]]
 
 
@@ -195,9 +186,8 @@ def test_second_daemon_on_the_same_store_only_reads_it(
     """A second daemon finds the store locked: it serves the stored certificate, orders none."""
     pebble, proxy, env = start_acme(pebble_for, run_proxy)
     start_backend({"host": "shared.test"})
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="shared.test")
-    root = root_file(pebble, tmp_path)
-    first = wait_https(proxy, "shared.test", cafile=root).certificate
+    root, first_answer = wait_trusted(proxy, pebble, "shared.test", tmp_path)
+    first = first_answer.certificate
     before = (proxy.state_dir / "acme.json").read_bytes()
 
     http_port, https_port = free_ports(2)
@@ -213,6 +203,5 @@ def test_second_daemon_on_the_same_store_only_reads_it(
     second.wait_log("acme_store_locked")
     answer = wait_https(second, "shared.test", cafile=root)
     assert answer.certificate.serial_number == first.serial_number
-    time.sleep(1.0)
-    assert not [e for e in second.logs() if e.get("event") == "certificate_ordered"]
+    assert_nothing_ordered(second)
     assert (proxy.state_dir / "acme.json").read_bytes() == before

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.acme_support import ISSUE_TIMEOUT, root_file, start_acme, wait_https
+from tests.integration.acme_support import start_acme, wait_trusted
 from tests.integration.pebble import StartPebble
 from tests.integration.support import REPO_ROOT, RunProxy, StartBackend
 
@@ -40,9 +40,7 @@ def test_https_is_compliant_with_mozilla_intermediate(
         pytest.fail(f"{SSLYZE} is missing: run tests/run.sh, which installs sslyze there")
     pebble, proxy, _ = start_acme(pebble_for, run_proxy, validity=VALIDITY)
     start_backend({"host": HOST})
-    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host=HOST)
-    root = root_file(pebble, tmp_path)
-    wait_https(proxy, HOST, cafile=root)
+    root, _ = wait_trusted(proxy, pebble, HOST, tmp_path)
 
     report = tmp_path / "sslyze.json"
     target = f"{HOST}:{proxy.https_port}"
