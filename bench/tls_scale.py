@@ -48,8 +48,6 @@ def routes(count: int) -> RoutingTable:
             Route(
                 f"h{i}.bench.test",
                 "/",
-                strip=False,
-                websocket=False,
                 backends=(Backend(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 8080),),
                 containers=(f"c{i}",),
             )

@@ -1,80 +1,207 @@
-"""Labels: one container's ``<prefix>.*`` labels turned into validated, typed values.
+"""Labels: one container's ``<prefix>.*`` labels turned into validated, typed routes.
 
 Pure step between the Docker source and the routing table. Nothing a label says
-reaches a template before it passed the checks here: host names, ports, paths and
-booleans each have a strict grammar, so no value can carry nginx syntax (braces,
-``;``, quotes, ``#``, ``$``, whitespace) into the config. A bad value raises
-``LabelError`` naming the label, the value and the reason; unknown keys are reported
-with the closest known key, so a typo never fails silently.
+reaches a template before it passed the grammars in ``label_values``: host names,
+ports, paths, sizes and times each have a strict grammar, and the few free texts
+(header values) are printed escaped inside quotes. A bad value raises ``LabelError``
+naming the label, the value and the reason; unknown keys are reported with the
+closest known key, so a typo never fails silently.
+
+A container has a plain route (``<prefix>.host`` and friends) and any number of named
+routes (``<prefix>.route.<name>.<key>``); a named route takes every key it does not
+set from the plain labels.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, TypeVar
 
 from daemon.errors import LabelError
+from daemon.label_values import (
+    Hsts,
+    Url,
+    parse_bool,
+    parse_choice,
+    parse_cidrs,
+    parse_duration,
+    parse_header_name,
+    parse_header_value,
+    parse_host,
+    parse_hsts,
+    parse_int,
+    parse_network,
+    parse_path,
+    parse_paths,
+    parse_port,
+    parse_rate,
+    parse_redirect_target,
+    parse_size,
+    parse_url,
+    parse_users,
+)
 
-_HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~@:+-]+$")
-_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+__all__ = [
+    "KNOWN_KEYS",
+    "ForwardAuth",
+    "Hsts",
+    "ParsedLabels",
+    "RateLimit",
+    "Redirect",
+    "RouteLabels",
+    "RouteOptions",
+    "UnknownLabel",
+    "parse_labels",
+]
+
+_T = TypeVar("_T")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_ACME_PATH = "/.well-known/acme-challenge"
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
-
-_HSTS_MAX_AGE_RE = re.compile(r"^max-age=([0-9]{1,10})$")
+_ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 TLS_MODES = ("acme", "self-signed", "off")
 HTTPS_MODES = ("redirect", "both", "only")
+SCHEMES = ("http", "https", "https+insecure")
+LB_METHODS = ("round_robin", "least_conn", "ip_hash")
+FRAME_OPTIONS = ("deny", "sameorigin")
+REFERRER_POLICIES = (
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "origin",
+    "origin-when-cross-origin",
+    "same-origin",
+    "strict-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+)
 
 KNOWN_KEYS = (
     "host",
     "port",
     "path",
     "path.strip",
+    "path.exact",
+    "path.add_prefix",
+    "path.replace",
     "network",
     "websocket",
     "enable",
     "tls",
     "https",
     "hsts",
+    "frame",
+    "nosniff",
+    "xss_filter",
+    "csp",
+    "referrer_policy",
+    "permissions_policy",
+    "allow",
+    "auth.basic",
+    "auth.forward",
+    "auth.forward.response_headers",
+    "rate_limit",
+    "rate_limit.burst",
+    "max_body_size",
+    "buffering",
+    "timeout.connect",
+    "timeout.read",
+    "timeout.send",
+    "redirect.to",
+    "redirect.permanent",
+    "scheme",
+    "lb",
+    "priority",
+    "pass_host_header",
 )
+# Keys that carry a name after the dot: headers.X-Robots-Tag, request_headers.X-Script-Name.
+HEADER_KEYS = ("headers", "request_headers")
+# What a typo is compared with: the fixed keys and the stems of the named ones.
+_SUGGESTIONS = (*KNOWN_KEYS, *(f"{stem}.<Name>" for stem in HEADER_KEYS), "route.<name>.<key>")
+# Response headers the shorthand labels set, so a `headers.*` label cannot set them twice.
+_SHORTHAND_HEADERS = {
+    "frame": "X-Frame-Options",
+    "nosniff": "X-Content-Type-Options",
+    "xss_filter": "X-XSS-Protection",
+    "csp": "Content-Security-Policy",
+    "referrer_policy": "Referrer-Policy",
+    "permissions_policy": "Permissions-Policy",
+}
+_RESPONSE_MANAGED = frozenset(
+    {"connection", "upgrade", "content-length", "transfer-encoding", "strict-transport-security"}
+)
+_WEBSOCKET_TIMEOUT = "7d"
 
 
 @dataclass(frozen=True, slots=True)
-class Hsts:
-    """A ``Strict-Transport-Security`` value, kept as parts so no label text reaches nginx."""
+class RateLimit:
+    """``limit_req``: a rate per client address and host, with a burst allowance."""
 
-    max_age: int
-    include_subdomains: bool = False
-    preload: bool = False
+    rate: str
+    burst: int = 0
 
-    @property
-    def header(self) -> str:
-        """The header value as browsers read it."""
-        parts = [f"max-age={self.max_age}"]
-        parts += ["includeSubDomains"] if self.include_subdomains else []
-        parts += ["preload"] if self.preload else []
-        return "; ".join(parts)
+
+@dataclass(frozen=True, slots=True)
+class ForwardAuth:
+    """Forward authentication: ask ``url`` first; 2xx lets the request through."""
+
+    url: Url
+    response_headers: tuple[str, ...] = ()
+    # the address routing found for the URL's host among the containers, if any
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Answer with a redirect to ``target`` (an nginx string with braced variables)."""
+
+    target: str
+    permanent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """How requests on one route are checked, rewritten and proxied (per location)."""
+
+    strip: bool = False
+    add_prefix: str | None = None
+    replace_path: str | None = None
+    websocket: bool = False
+    buffering: bool = True
+    # (name, value); an empty value removes the header
+    response_headers: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[tuple[str, str], ...] = ()
+    allow: tuple[str, ...] = ()
+    basic_auth: tuple[tuple[str, str], ...] = ()
+    forward_auth: ForwardAuth | None = None
+    rate_limit: RateLimit | None = None
+    max_body_size: str | None = None
+    connect_timeout: str | None = None
+    read_timeout: str | None = None
+    send_timeout: str | None = None
+    redirect: Redirect | None = None
+    scheme: str = "http"
+    pass_host_header: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class RouteLabels:
-    """What one container asks for: its host names and how to reach and proxy it."""
+    """One route a container asks for: host names, paths, how to reach and proxy it."""
 
     hosts: tuple[str, ...]
     port: int | None = None
-    path: str = "/"
-    strip: bool = False
+    paths: tuple[str, ...] = ("/",)
+    exact: bool = False
     network: str | None = None
-    websocket: bool = False
     tls: str | None = None
     https: str | None = None
     # None: the default for the certificate (on for CA-issued ones); "off": never sent
     hsts: Hsts | Literal["off"] | None = None
+    lb: str = "round_robin"
+    priority: int = 0
+    options: RouteOptions = field(default_factory=RouteOptions)
+    # "" for the plain route, else the name in <prefix>.route.<name>.*
+    name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,160 +214,359 @@ class UnknownLabel:
 
 @dataclass(frozen=True, slots=True)
 class ParsedLabels:
-    """The outcome for one container: its route (None when not exposed) and unknown keys."""
+    """The outcome for one container: its routes (none when not exposed) and unknown keys."""
 
-    route: RouteLabels | None
+    routes: tuple[RouteLabels, ...] = ()
     unknown: tuple[UnknownLabel, ...] = ()
     reason: str | None = None
 
-
-def parse_host(label: str, value: str) -> tuple[str, ...]:
-    """Split a comma-separated host list and check every name (RFC 1123, optional ``*.``)."""
-    hosts: list[str] = []
-    for raw in value.split(","):
-        name = raw.strip().lower().removesuffix(".")
-        if not name:
-            raise LabelError(label, value, "empty host name in the list")
-        bare = name.removeprefix("*.")
-        if len(name) > 253:
-            raise LabelError(label, value, f"host name longer than 253 characters: {name[:40]}...")
-        if "*" in bare or not all(_HOST_LABEL_RE.match(part) for part in bare.split(".")):
-            raise LabelError(
-                label,
-                value,
-                "host names are letters, digits and '-' in dot-separated parts of 1 to 63 "
-                "characters, optionally starting with '*.'",
-            )
-        if name not in hosts:
-            hosts.append(name)
-    return tuple(hosts)
+    @property
+    def route(self) -> RouteLabels | None:
+        """The first route, for callers (and tests) that expect one."""
+        return self.routes[0] if self.routes else None
 
 
-def parse_port(label: str, value: str) -> int:
-    """A TCP port number from 1 to 65535."""
-    text = value.strip()
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise LabelError(label, value, "a port number from 1 to 65535")
-    return int(text)
+def _known(key: str) -> bool:
+    stem, _, name = key.partition(".")
+    return key in KNOWN_KEYS or (stem in HEADER_KEYS and bool(name))
 
 
-def parse_path(label: str, value: str) -> str:
-    """A URL path prefix: ``/`` then segments of a safe character set, no ``.`` or ``..``."""
-    text = value.strip()
-    if not text.startswith("/"):
-        raise LabelError(label, value, "a path starting with '/'")
-    segments = text.strip("/").split("/") if text != "/" else []
-    for segment in segments:
-        if segment in (".", "..") or not _PATH_SEGMENT_RE.match(segment):
-            raise LabelError(
-                label,
-                value,
-                "path segments are letters, digits and . _ ~ @ : + - (no empty, '.' or '..')",
-            )
-    path = "/" + "/".join(segments)
-    if path == _ACME_PATH or path.startswith(_ACME_PATH + "/"):
-        raise LabelError(label, value, "reserved for ACME HTTP-01 challenges")
-    return path
-
-
-def parse_bool(label: str, value: str) -> bool:
-    """true/false, yes/no, on/off or 1/0, in any case."""
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise LabelError(label, value, "true or false (also yes/no, on/off, 1/0)")
-
-
-def parse_network(label: str, value: str) -> str:
-    """A Docker network name."""
-    text = value.strip()
-    if not _NETWORK_RE.match(text):
-        raise LabelError(label, value, "a Docker network name (letters, digits, _ . -)")
-    return text
-
-
-def parse_choice(label: str, value: str, choices: tuple[str, ...]) -> str:
-    """One of a fixed set of words, in any case."""
-    text = value.strip().lower()
-    if text not in choices:
-        raise LabelError(label, value, "one of " + ", ".join(choices))
-    return text
-
-
-def parse_hsts(label: str, value: str) -> Hsts | Literal["off"]:
-    """``off``, or ``max-age=N`` with optional ``includeSubDomains`` and ``preload``."""
-    text = value.strip()
-    if text.lower() in ("off", "false", "no", "0"):
-        return "off"
-    parts = [part.strip() for part in text.split(";")]
-    if parts and parts[-1] == "":
-        parts.pop()
-    match = _HSTS_MAX_AGE_RE.match(parts[0].lower()) if parts else None
-    flags = [part.lower() for part in parts[1:]]
-    if match is None or any(f not in ("includesubdomains", "preload") for f in flags):
-        raise LabelError(
-            label,
-            value,
-            "off, or max-age=SECONDS optionally followed by '; includeSubDomains' and '; preload'",
+def _suggest(key: str) -> str | None:
+    found = difflib.get_close_matches(key, _SUGGESTIONS, n=1)
+    if not found:
+        stem = key.split(".", 1)[0]
+        found = difflib.get_close_matches(stem, [*HEADER_KEYS, "route"], n=1, cutoff=0.75)
+        found = (
+            [f"{found[0]}.<Name>" if found[0] in HEADER_KEYS else "route.<name>.<key>"]
+            if (found)
+            else []
         )
-    if len(set(flags)) != len(flags):
-        raise LabelError(label, value, "each HSTS directive at most once")
-    return Hsts(int(match.group(1)), "includesubdomains" in flags, "preload" in flags)
+    return found[0] if found else None
 
 
-def _check_tls_labels(route: RouteLabels, ours: Mapping[str, str], prefix: str) -> None:
-    """HTTPS options make no sense on a host served without TLS: say so, do not ignore it."""
-    if route.tls != "off":
-        return
-    for key in ("https", "hsts"):
-        if key in ours:
-            raise LabelError(f"{prefix}.{key}", ours[key], f"needs TLS, but {prefix}.tls is off")
+class _Source:
+    """The labels one route reads, each remembered with the full label name it came from."""
+
+    def __init__(self, values: Mapping[str, tuple[str, str]]) -> None:
+        self.values = values
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def label(self, key: str) -> str:
+        return self.values[key][0]
+
+    def raw(self, key: str) -> str:
+        return self.values[key][1]
+
+    def get(self, key: str, parse: Callable[[str, str], _T], default: _T) -> _T:
+        if key not in self.values:
+            return default
+        label, value = self.values[key]
+        return parse(label, value)
+
+    def named(self, stem: str) -> list[tuple[str, str, str]]:
+        """(header name, label, value) of every ``<stem>.<Name>`` key, by name."""
+        prefix = stem + "."
+        return sorted(
+            (key[len(prefix) :], label, value)
+            for key, (label, value) in self.values.items()
+            if key.startswith(prefix)
+        )
+
+
+def _response_headers(src: _Source) -> tuple[tuple[str, str], ...]:
+    headers: dict[str, tuple[str, str, str]] = {}  # lower name -> (name, value, label)
+
+    def put(name: str, value: str, label: str) -> None:
+        if name.lower() in headers:
+            other = headers[name.lower()][2]
+            raise LabelError(label, value, f"{name} is already set by {other}")
+        headers[name.lower()] = (name, value, label)
+
+    if "frame" in src:
+        text = src.raw("frame").strip()
+        if text.lower().startswith("allow-from "):
+            parse_url(src.label("frame"), text[len("allow-from ") :])
+            value = text
+        else:
+            value = parse_choice(src.label("frame"), text, FRAME_OPTIONS).upper()
+        put("X-Frame-Options", parse_header_value(src.label("frame"), value), src.label("frame"))
+    if src.get("nosniff", parse_bool, default=False):
+        put("X-Content-Type-Options", "nosniff", src.label("nosniff"))
+    if src.get("xss_filter", parse_bool, default=False):
+        put("X-XSS-Protection", "1; mode=block", src.label("xss_filter"))
+    for key in ("csp", "permissions_policy"):
+        if key in src:
+            put(_SHORTHAND_HEADERS[key], src.get(key, parse_header_value, ""), src.label(key))
+    if "referrer_policy" in src:
+        label = src.label("referrer_policy")
+        policies = [
+            parse_choice(label, part, REFERRER_POLICIES)
+            for part in src.raw("referrer_policy").split(",")
+        ]
+        put("Referrer-Policy", ", ".join(policies), label)
+    for name, label, value in src.named("headers"):
+        put(
+            parse_header_name(label, name, managed=_RESPONSE_MANAGED),
+            parse_header_value(label, value),
+            label,
+        )
+    return tuple((name, value) for name, value, _ in sorted(headers.values()))
+
+
+def _request_headers(src: _Source) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (parse_header_name(label, name), parse_header_value(label, value))
+        for name, label, value in src.named("request_headers")
+    )
+
+
+def _forward_auth(src: _Source) -> ForwardAuth | None:
+    if "auth.forward" not in src:
+        if "auth.forward.response_headers" in src:
+            label = src.label("auth.forward.response_headers")
+            raise LabelError(label, src.raw("auth.forward.response_headers"), "needs auth.forward")
+        return None
+    url = src.get("auth.forward", parse_url, None)
+    assert url is not None
+    names: tuple[str, ...] = ()
+    if "auth.forward.response_headers" in src:
+        label = src.label("auth.forward.response_headers")
+        names = tuple(
+            parse_header_name(label, part.strip())
+            for part in src.raw("auth.forward.response_headers").split(",")
+            if part.strip()
+        )
+    return ForwardAuth(url, names)
+
+
+def _redirect(src: _Source) -> Redirect | None:
+    if "redirect.to" not in src:
+        if "redirect.permanent" in src:
+            raise LabelError(
+                src.label("redirect.permanent"), src.raw("redirect.permanent"), "needs redirect.to"
+            )
+        return None
+    permanent = src.get("redirect.permanent", parse_bool, default=False)
+    text = src.raw("redirect.to").strip().lower()
+    if text in ("www", "apex"):
+        return Redirect(text, permanent)
+    return Redirect(
+        parse_redirect_target(src.label("redirect.to"), src.raw("redirect.to")), permanent
+    )
+
+
+def _options(src: _Source) -> RouteOptions:
+    websocket = src.get("websocket", parse_bool, default=False)
+    rate_limit = None
+    if "rate_limit" in src:
+        rate_limit = RateLimit(
+            src.get("rate_limit", parse_rate, ""),
+            src.get("rate_limit.burst", lambda lb, v: parse_int(lb, v, 0, 100000), 0),
+        )
+    elif "rate_limit.burst" in src:
+        raise LabelError(
+            src.label("rate_limit.burst"), src.raw("rate_limit.burst"), "needs rate_limit"
+        )
+    strip = src.get("path.strip", parse_bool, default=False)
+    replace_path = src.get("path.replace", parse_path, None)
+    if replace_path is not None and strip:
+        raise LabelError(
+            src.label("path.replace"),
+            src.raw("path.replace"),
+            "path.replace and path.strip exclude each other",
+        )
+    return RouteOptions(
+        strip=strip,
+        add_prefix=src.get("path.add_prefix", parse_path, None),
+        replace_path=replace_path,
+        websocket=websocket,
+        buffering=src.get("buffering", parse_bool, default=not websocket),
+        response_headers=_response_headers(src),
+        request_headers=_request_headers(src),
+        allow=src.get("allow", parse_cidrs, ()),
+        basic_auth=src.get("auth.basic", parse_users, ()),
+        forward_auth=_forward_auth(src),
+        rate_limit=rate_limit,
+        max_body_size=src.get("max_body_size", _size_or_none, None),
+        connect_timeout=src.get("timeout.connect", _duration_or_none, None),
+        read_timeout=src.get(
+            "timeout.read", _duration_or_none, _WEBSOCKET_TIMEOUT if websocket else None
+        ),
+        send_timeout=src.get(
+            "timeout.send", _duration_or_none, _WEBSOCKET_TIMEOUT if websocket else None
+        ),
+        redirect=_redirect(src),
+        scheme=src.get("scheme", lambda lb, v: parse_choice(lb, v, SCHEMES), "http"),
+        pass_host_header=src.get("pass_host_header", parse_bool, default=True),
+    )
+
+
+def _size_or_none(label: str, value: str) -> str | None:
+    return parse_size(label, value)
+
+
+def _duration_or_none(label: str, value: str) -> str | None:
+    return parse_duration(label, value)
+
+
+def _route(name: str, src: _Source, prefix: str) -> RouteLabels:
+    """One route from its labels; raises ``LabelError`` on the first bad value."""
+    if "host" not in src:
+        raise LabelError(
+            f"{prefix}.route.{name}.host", "", f"no host for this route (nor {prefix}.host)"
+        )
+    route = RouteLabels(
+        name=name,
+        hosts=parse_host(src.label("host"), src.raw("host")),
+        port=src.get("port", _port_or_none, None),
+        paths=src.get("path", parse_paths, ("/",)),
+        exact=src.get("path.exact", parse_bool, default=False),
+        network=src.get("network", _network_or_none, None),
+        tls=src.get("tls", lambda lb, v: parse_choice(lb, v, TLS_MODES), None),
+        https=src.get("https", lambda lb, v: parse_choice(lb, v, HTTPS_MODES), None),
+        hsts=src.get("hsts", _hsts_or_none, None),
+        lb=src.get("lb", lambda lb, v: parse_choice(lb, v, LB_METHODS), "round_robin"),
+        priority=src.get("priority", lambda lb, v: parse_int(lb, v, -1000000, 1000000), 0),
+        options=_options(src),
+    )
+    if route.tls == "off":
+        for key in ("https", "hsts"):
+            if key in src:
+                raise LabelError(
+                    src.label(key), src.raw(key), f"needs TLS, but {prefix}.tls is off"
+                )
+    return route
+
+
+def _port_or_none(label: str, value: str) -> int | None:
+    return parse_port(label, value)
+
+
+def _network_or_none(label: str, value: str) -> str | None:
+    return parse_network(label, value)
+
+
+def _hsts_or_none(label: str, value: str) -> Hsts | Literal["off"] | None:
+    return parse_hsts(label, value)
+
+
+def expand_host_redirects(route: RouteLabels) -> tuple[RouteLabels, ...]:
+    """``redirect.to`` ``www``/``apex``: the served hosts, plus one redirecting route per name.
+
+    ``www``: ``example.com`` redirects to ``www.example.com``, which is served (and added
+    when missing). ``apex`` is the reverse.
+    """
+    redirect = route.options.redirect
+    if redirect is None or redirect.target not in ("www", "apex"):
+        return (route,)
+    served: list[str] = []
+    moved: list[tuple[str, str]] = []
+    for host in route.hosts:
+        if host.startswith("*."):
+            continue
+        is_www = host.startswith("www.")
+        if (redirect.target == "www") == is_www:
+            target = host
+        else:
+            target = "www." + host if redirect.target == "www" else host.removeprefix("www.")
+            moved.append((host, target))
+        if target not in served:
+            served.append(target)
+    plain = replace(route, hosts=tuple(served), options=replace(route.options, redirect=None))
+    redirects = tuple(
+        replace(
+            route,
+            hosts=(host,),
+            options=RouteOptions(
+                redirect=Redirect("${scheme}://" + target + "${request_uri}", redirect.permanent)
+            ),
+        )
+        for host, target in moved
+    )
+    return (plain, *redirects)
+
+
+def _check_wildcards(route: RouteLabels, src: _Source) -> None:
+    redirect = route.options.redirect
+    if (
+        redirect is not None
+        and redirect.target in ("www", "apex")
+        and any(host.startswith("*.") for host in route.hosts)
+    ):
+        raise LabelError(
+            src.label("redirect.to"),
+            src.raw("redirect.to"),
+            "www/apex redirects need exact host names, not wildcards",
+        )
 
 
 def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
     """Read the ``<prefix>.*`` labels of one container; raise ``LabelError`` on a bad value."""
     dotted = prefix + "."
     ours = {key[len(dotted) :]: value for key, value in labels.items() if key.startswith(dotted)}
-    unknown = tuple(
-        UnknownLabel(
-            dotted + key,
-            next((dotted + m for m in difflib.get_close_matches(key, KNOWN_KEYS, n=1)), None),
-        )
-        for key in sorted(ours)
-        if key not in KNOWN_KEYS
-    )
-
-    def label(key: str) -> str:
-        return dotted + key
-
+    plain: dict[str, tuple[str, str]] = {}
+    named: dict[str, dict[str, tuple[str, str]]] = {}
+    unknown: list[UnknownLabel] = []
     for key, value in sorted(ours.items()):
-        if key in KNOWN_KEYS and _CONTROL_RE.search(value):
-            raise LabelError(
-                label(key), value, "control characters (line breaks, tabs) are not allowed"
-            )
+        full = dotted + key
+        if key.startswith("route."):
+            name, _, rest = key[len("route.") :].partition(".")
+            if not _ROUTE_NAME_RE.match(name) or not rest:
+                raise LabelError(
+                    full,
+                    value,
+                    "named route labels are route.<name>.<key>, names of letters, "
+                    "digits, '-' and '_'",
+                )
+            target = named.setdefault(name, {})
+            key = rest  # noqa: PLW2901 - the key inside the named route
+            where = f"{dotted}route.{name}."
+        else:
+            target = plain
+            where = dotted
+        if not _known(key):
+            suggestion = _suggest(key)
+            unknown.append(UnknownLabel(full, where + suggestion if suggestion else None))
+            continue
+        if _CONTROL_RE.search(value):
+            raise LabelError(full, value, "control characters (line breaks, tabs) are not allowed")
+        target[key] = (full, value)
 
-    if "enable" in ours and not parse_bool(label("enable"), ours["enable"]):
-        return ParsedLabels(None, unknown, reason=f"{label('enable')} is false")
-    if "host" not in ours:
-        reason = f"no {label('host')} label" if ours else None
-        return ParsedLabels(None, unknown, reason=reason)
+    if "enable" in plain and not parse_bool(*plain["enable"]):
+        return ParsedLabels((), tuple(unknown), reason=f"{dotted}enable is false")
+    routes: list[RouteLabels] = []
+    if "host" in plain:
+        src = _Source(plain)
+        route = _route("", src, prefix)
+        _check_wildcards(route, src)
+        routes.extend(expand_host_redirects(route))
+    for name, own in sorted(named.items()):
+        src = _Source({**plain, **own})
+        if "enable" in own and not parse_bool(*own["enable"]):
+            continue
+        route = _route(name, src, prefix)
+        _check_wildcards(route, src)
+        routes.extend(expand_host_redirects(route))
+    _check_overlaps(routes, dotted)
+    if not routes:
+        reason = f"no {dotted}host label" if ours else None
+        return ParsedLabels((), tuple(unknown), reason=reason)
+    return ParsedLabels(tuple(routes), tuple(unknown))
 
-    route = RouteLabels(
-        hosts=parse_host(label("host"), ours["host"]),
-        port=parse_port(label("port"), ours["port"]) if "port" in ours else None,
-        path=parse_path(label("path"), ours["path"]) if "path" in ours else "/",
-        strip=parse_bool(label("path.strip"), ours["path.strip"])
-        if "path.strip" in ours
-        else False,
-        network=parse_network(label("network"), ours["network"]) if "network" in ours else None,
-        websocket=parse_bool(label("websocket"), ours["websocket"])
-        if "websocket" in ours
-        else False,
-        tls=parse_choice(label("tls"), ours["tls"], TLS_MODES) if "tls" in ours else None,
-        https=parse_choice(label("https"), ours["https"], HTTPS_MODES) if "https" in ours else None,
-        hsts=parse_hsts(label("hsts"), ours["hsts"]) if "hsts" in ours else None,
-    )
-    _check_tls_labels(route, ours, prefix)
-    return ParsedLabels(route, unknown)
+
+def _check_overlaps(routes: list[RouteLabels], dotted: str) -> None:
+    """Two routes of one container on the same host and path would fight: refuse it."""
+    seen: dict[tuple[str, str, bool], str] = {}
+    for route in routes:
+        for host in route.hosts:
+            for path in route.paths:
+                key = (host, path, route.exact)
+                if key in seen and seen[key] != route.name:
+                    label = f"{dotted}route.{route.name}.path" if route.name else f"{dotted}path"
+                    other = f"route {seen[key]!r}" if seen[key] else "the plain route"
+                    raise LabelError(
+                        label, path, f"{host}{path} is already served by {other} of this container"
+                    )
+                seen[key] = route.name

@@ -37,6 +37,7 @@ log = structlog.get_logger("daemon.nginx")
 
 _PR_SET_CHILD_SUBREAPER = 36
 _MMAP_THRESHOLD = 4096
+_AUTH_FILE_RE = re.compile(r"auth_basic_user_file \S+/([0-9a-f]+\.htpasswd);")
 _ERROR_LINE_RE = re.compile(r"^\S+ \S+ \[(\w+)\] (?:\d+#\d+: )?(?:\*\d+ )?(.*)$")
 _LEVELS = {
     "emerg": "error",
@@ -63,6 +64,10 @@ class NginxControl(Protocol):
 
     def apply(self, text: str) -> float:
         """Make the last tested ``text`` live; return seconds until it answered."""
+        ...
+
+    def provide(self, files: Mapping[str, str]) -> None:
+        """Write the files a config names besides itself (htpasswd), by file name."""
         ...
 
 
@@ -178,7 +183,12 @@ class NginxProcess:
 
     def prepare(self) -> None:
         """Create the state directories and retire an nginx left by a previous daemon."""
-        for directory in (self._paths.config.parent, self._paths.temp, self._paths.acme_challenge):
+        for directory in (
+            self._paths.config.parent,
+            self._paths.temp,
+            self._paths.acme_challenge,
+            self._paths.auth_files,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         self._paths.control_socket.parent.mkdir(parents=True, exist_ok=True)
         self._retire_stale_master()
@@ -239,6 +249,23 @@ class NginxProcess:
         prefix = str(self._paths.config.parent) + "/"
         return [self._settings.nginx, "-c", str(config), "-p", prefix, "-e", "stderr"]
 
+    def provide(self, files: Mapping[str, str]) -> None:
+        """Write each support file once: names are digests of the content, so an existing
+        file is already right, and a file the live config names is never rewritten."""
+        for name, content in files.items():
+            path = self._paths.auth_files / name
+            if not path.exists():
+                self._paths.auth_files.mkdir(parents=True, exist_ok=True)
+                # nginx's unprivileged workers read these on every request
+                write_atomic(path, content.encode("utf-8"), mode=0o644)
+
+    def _prune_support_files(self, text: str) -> None:
+        """Remove the support files the now-live config no longer names."""
+        named = set(_AUTH_FILE_RE.findall(text))
+        for path in self._paths.auth_files.glob("*.htpasswd"):
+            if path.name not in named:
+                path.unlink(missing_ok=True)
+
     def apply(self, text: str) -> float:
         """Install the tested candidate and reload (or start) nginx; seconds until live."""
         if self._candidate_text != text:
@@ -253,6 +280,7 @@ class NginxProcess:
         self._serving = None
         seconds = self.start(generation) if self.pid is None else self._reload(generation)
         self._serving = generation
+        self._prune_support_files(text)
         return seconds
 
     def start(self, generation: str | None = None) -> float:

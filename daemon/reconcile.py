@@ -19,7 +19,7 @@ import structlog
 
 from daemon.errors import ConfigRejectedError
 from daemon.nginx import NginxControl
-from daemon.rendering import RenderFacts, config_generation, render_config
+from daemon.rendering import RenderFacts, auth_files, config_generation, render_config
 from daemon.routing import ContainerInfo, Problem, RoutingResult, build_routes
 from daemon.settings import Settings
 from daemon.sources import ContainerSource
@@ -152,7 +152,9 @@ class Reconciler:
             return None
 
     def _render(self, result: RoutingResult) -> str:
-        return render_config(result.table, self._settings, self._facts, self._env, self._tls)
+        text = render_config(result.table, self._settings, self._facts, self._env, self._tls)
+        self._nginx.provide(auth_files(result.table))
+        return text
 
     def _accepts(self, text: str) -> bool:
         try:

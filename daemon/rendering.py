@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
 from daemon import __version__
-from daemon.labels import Hsts
+from daemon.labels import Hsts, RouteOptions
 from daemon.routing import Backend, Route, RoutingTable
 from daemon.settings import Settings
 from daemon.tls import HTTP_ONLY, CertFiles, HostTls, TlsState, host_policies
@@ -43,6 +43,8 @@ class Paths:
     temp: Path
     acme_challenge: Path
     control_socket: Path
+    # htpasswd files of ``auth.basic`` labels: read by nginx's workers on each request
+    auth_files: Path
 
     @classmethod
     def under(
@@ -51,14 +53,20 @@ class Paths:
         control_socket: Path | None = None,
         acme_challenge: Path | None = None,
     ) -> Paths:
-        """The standard places below ``state_dir``, unless the machine forces others."""
+        """The standard places below ``state_dir``, unless the machine forces others.
+
+        The auth files live next to the challenge files: both must be readable by the
+        unprivileged workers, so both move when the state dir is closed to them.
+        """
         nginx_dir = state_dir / "nginx"
+        challenge = acme_challenge or state_dir / "acme-challenge"
         return cls(
             config=nginx_dir / "nginx.conf",
             pid=nginx_dir / "nginx.pid",
             temp=nginx_dir / "tmp",
-            acme_challenge=acme_challenge or state_dir / "acme-challenge",
+            acme_challenge=challenge,
             control_socket=control_socket or nginx_dir / "control.sock",
+            auth_files=challenge.with_name("auth"),
         )
 
 
@@ -69,16 +77,63 @@ class Upstream:
     name: str
     servers: tuple[str, ...]
     containers: tuple[str, ...]
+    method: str = "round_robin"
+
+
+class Token(str):
+    """Text made safe to print into nginx config: a quoted, escaped string or a variable."""
+
+    __slots__ = ()
+
+
+def quote(text: str) -> Token:
+    """``text`` as an nginx double-quoted string that means exactly ``text``.
+
+    Inside quotes nginx gives meaning to ``\\``, ``"`` and ``$`` only; a ``$`` becomes the
+    ``$dockyard_dollar`` variable (a ``geo`` in nginx.conf.j2 that holds a literal ``$``).
+    """
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${dockyard_dollar}")
+    return Token(f'"{escaped}"')
+
+
+@dataclass(frozen=True, slots=True)
+class AuthServer:
+    """Where a location's ``auth_request`` subrequests go (``auth.forward``)."""
+
+    uri: str
+    proxy_pass: str
+    host_header: str
+    scheme: str
+    tls_name: str
+    # (header name, our variable, nginx's variable for the auth server's answer header):
+    # copied from that answer onto the request to the backend
+    copied: tuple[tuple[str, str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class LocationPlan:
-    """One path in a shared ``server`` block; ``target`` is an upstream or a map variable."""
+    """One path in a shared ``server`` block; ``target`` is an upstream or a map variable.
+
+    ``bare`` asks for the ``location = /path`` twin of a prefix location (absent when an
+    exact route owns that URI). Header values are ``Token``s ready to print.
+    """
 
     path: str
     strip: bool
     websocket: bool
     target: str | None
+    exact: bool = False
+    bare: bool = False
+    options: RouteOptions = field(default_factory=RouteOptions)
+    rewrite: tuple[str, str] | None = None
+    response_headers: tuple[tuple[str, Token], ...] = ()
+    hidden_headers: tuple[str, ...] = ()
+    proxy_headers: tuple[tuple[str, Token], ...] = ()
+    overridden: frozenset[str] = frozenset()
+    auth_file: str | None = None
+    auth_server: AuthServer | None = None
+    rate_zone: str | None = None
+    redirect: tuple[int, Token] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +149,12 @@ class ServerPlan:
     has_root: bool
     certificate: CertFiles | None = None
     hsts: Hsts | None = None
+
+    @property
+    def auth_servers(self) -> tuple[AuthServer, ...]:
+        """The forward-auth subrequest locations this block needs, each once."""
+        found = {loc.auth_server.uri: loc.auth_server for loc in self.locations if loc.auth_server}
+        return tuple(found[uri] for uri in sorted(found))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +183,10 @@ class Layout:
     maps: tuple[HostMap, ...]
     hashes: HashSizes
     redirect_hosts: tuple[str, ...] = ()
+    # (zone name, rate) of every rate_limit value in use
+    rate_zones: tuple[tuple[str, str], ...] = ()
+    # (file name, content) of every htpasswd file the config names
+    auth_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +197,24 @@ class RenderFacts:
     listen_ipv6: bool = False
 
 
-_Shape = tuple[tuple[str, bool, bool, bool], ...]
+# One location's options as they shape a server block: routes whose hosts have the same
+# shape share one block. The Host header of ``pass_host_header: false`` is per backend.
+_LocationShape = tuple[str, bool, RouteOptions, bool, str | None]
+_Shape = tuple[_LocationShape, ...]
+_UpstreamKey = tuple[tuple[Backend, ...], str]
 
 
 def _shape(routes: Iterable[Route]) -> _Shape:
-    return tuple((r.path, r.strip, r.websocket, bool(r.backends)) for r in routes)
+    return tuple(
+        (
+            r.path,
+            r.exact,
+            r.options,
+            bool(r.backends),
+            r.backends[0].endpoint if r.backends and not r.options.pass_host_header else None,
+        )
+        for r in routes
+    )
 
 
 def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
@@ -153,7 +231,7 @@ def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
     )
 
 
-def _upstream_names(backend_sets: Iterable[tuple[Backend, ...]]) -> dict[tuple[Backend, ...], str]:
+def _upstream_names(keys: Iterable[_UpstreamKey]) -> dict[_UpstreamKey, str]:
     """Stable upstream names that nginx tells apart at the first byte or by length.
 
     nginx 1.22 finds an upstream by walking every earlier one, comparing the name's length
@@ -162,17 +240,23 @@ def _upstream_names(backend_sets: Iterable[tuple[Backend, ...]]) -> dict[tuple[B
     nearly every comparison stops at once (10,000 upstreams: ``nginx -t`` 0.4 s instead of
     1.5 s). A name also stays the same when other routes come and go.
     """
-    names: dict[tuple[Backend, ...], str] = {}
+    names: dict[_UpstreamKey, str] = {}
     taken: set[str] = set()
-    for backends in sorted(backend_sets):
+    for backends, method in sorted(keys):
         endpoints = " ".join(backend.endpoint for backend in backends)
+        if method != "round_robin":
+            endpoints += " " + method
         digest = hashlib.sha256(endpoints.encode()).hexdigest()
         name = "u" + digest[: 12 + int(digest[-2:], 16) % 32]
         while name in taken:  # equal 48-bit prefixes: never seen, still kept apart
             name += "x"
         taken.add(name)
-        names[backends] = name
+        names[backends, method] = name
     return names
+
+
+def _upstream_key(route: Route) -> _UpstreamKey:
+    return (route.backends, route.lb)
 
 
 def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = None) -> Layout:
@@ -184,21 +268,22 @@ def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = No
     """
     policies = policies or {}
     by_host: dict[str, list[Route]] = {}
-    for route in sorted(table.routes, key=lambda r: (r.host, r.path)):
+    for route in sorted(table.routes, key=lambda r: (r.host, r.path, r.exact)):
         by_host.setdefault(route.host, []).append(route)
 
-    backend_sets: dict[tuple[Backend, ...], set[str]] = {}
+    upstream_sets: dict[_UpstreamKey, set[str]] = {}
     for route in table.routes:
-        if route.backends:
-            backend_sets.setdefault(route.backends, set()).update(route.containers)
-    upstream_names = _upstream_names(backend_sets)
+        if route.backends and route.options.redirect is None:
+            upstream_sets.setdefault(_upstream_key(route), set()).update(route.containers)
+    upstream_names = _upstream_names(upstream_sets)
     upstreams = tuple(
         Upstream(
-            upstream_names[backends],
-            tuple(b.endpoint for b in backends),
-            tuple(sorted(backend_sets[backends])),
+            upstream_names[key],
+            tuple(b.endpoint for b in key[0]),
+            tuple(sorted(upstream_sets[key])),
+            key[1],
         )
-        for backends in sorted(backend_sets)
+        for key in sorted(upstream_sets)
     )
 
     groups: dict[_Shape, list[str]] = {}
@@ -207,20 +292,24 @@ def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = No
 
     servers: list[ServerPlan] = []
     maps: list[HostMap] = []
+    extras = _Extras()
     for index, (shape, hosts) in enumerate(sorted(groups.items(), key=lambda g: g[1][0])):
+        exact_paths = {path for path, exact, *_ in shape if exact}
         locations = []
-        for position, (path, strip, websocket, has_backends) in enumerate(shape):
+        for position, (path, exact, options, has_backends, _) in enumerate(shape):
             target: str | None = None
-            if has_backends and len(hosts) == 1:
-                target = upstream_names[by_host[hosts[0]][position].backends]
-            elif has_backends:
+            proxied = has_backends and options.redirect is None
+            if proxied and len(hosts) == 1:
+                target = upstream_names[_upstream_key(by_host[hosts[0]][position])]
+            elif proxied:
                 target = f"$dockyard_s{index}_l{position}"
                 entries = tuple(
-                    (host, upstream_names[by_host[host][position].backends]) for host in hosts
+                    (host, upstream_names[_upstream_key(by_host[host][position])]) for host in hosts
                 )
                 maps.append(HostMap(target, entries))
-            locations.append(LocationPlan(path, strip and path != "/", websocket, target))
-        has_root = any(loc.path == "/" for loc in locations)
+            bare = not exact and path != "/" and path not in exact_paths
+            locations.append(_location(shape[position], bare, target, extras))
+        has_root = any(loc.path == "/" and not loc.exact for loc in locations)
         servers.extend(_servers_for(hosts, tuple(locations), has_root, policies))
 
     return Layout(
@@ -229,6 +318,116 @@ def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = No
         maps=tuple(maps),
         hashes=_hash_sizes(by_host, len(maps)),
         redirect_hosts=tuple(h for h in sorted(by_host) if _policy(policies, h).http == "redirect"),
+        rate_zones=tuple(sorted(extras.rate_zones.items())),
+        auth_files=tuple(sorted(extras.auth_files.items())),
+    )
+
+
+@dataclass(slots=True)
+class _Extras:
+    """What locations need outside themselves: rate-limit zones and htpasswd files."""
+
+    rate_zones: dict[str, str] = field(default_factory=dict)
+    auth_files: dict[str, str] = field(default_factory=dict)
+
+
+def _location(
+    part: _LocationShape, bare: bool, target: str | None, extras: _Extras
+) -> LocationPlan:
+    """Everything one location prints, with every label value already checked or quoted."""
+    path, exact, options, _, host_header = part
+    response = tuple((name, quote(value)) for name, value in options.response_headers if value)
+    hidden = tuple(name for name, value in options.response_headers if not value)
+    proxy_headers = [(name, quote(value)) for name, value in options.request_headers]
+    if host_header is not None:
+        proxy_headers.append(("Host", quote(host_header)))
+    auth_server = None
+    if options.forward_auth is not None:
+        auth_server = _auth_server(options)
+        proxy_headers += [(name, Token(variable)) for name, variable, _ in auth_server.copied]
+    auth_file = None
+    if options.basic_auth:
+        auth_file, content = htpasswd_file(options.basic_auth)
+        extras.auth_files[auth_file] = content
+    rate_zone = None
+    if options.rate_limit is not None:
+        rate_zone = "dockyard_rate_" + options.rate_limit.rate.replace("r/", "_per_")
+        extras.rate_zones[rate_zone] = options.rate_limit.rate
+    redirect = None
+    if options.redirect is not None:
+        redirect = (
+            301 if options.redirect.permanent else 302,
+            Token(f'"{options.redirect.target}"'),
+        )
+    return LocationPlan(
+        path=path,
+        strip=options.strip and path != "/",
+        websocket=options.websocket,
+        target=target,
+        exact=exact,
+        bare=bare,
+        options=options,
+        rewrite=_rewrite(path, exact, options),
+        response_headers=response,
+        hidden_headers=hidden,
+        proxy_headers=tuple(proxy_headers),
+        overridden=frozenset(name.lower() for name, _ in proxy_headers),
+        auth_file=auth_file,
+        auth_server=auth_server,
+        rate_zone=rate_zone,
+        redirect=redirect,
+    )
+
+
+def htpasswd_file(users: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The name and content of the htpasswd file for ``users``; the name is a digest of it."""
+    content = "".join(f"{user}:{digest}\n" for user, digest in users)
+    return hashlib.sha256(content.encode()).hexdigest()[:20] + ".htpasswd", content
+
+
+def auth_files(table: RoutingTable) -> dict[str, str]:
+    """Every htpasswd file the config for ``table`` names, by file name."""
+    return dict(htpasswd_file(r.options.basic_auth) for r in table.routes if r.options.basic_auth)
+
+
+def _rewrite(path: str, exact: bool, options: RouteOptions) -> tuple[str, str] | None:
+    """The (pattern, replacement) of the location's ``rewrite ... break``, if it needs one."""
+    prefix = "" if options.add_prefix in (None, "/") else options.add_prefix
+    if options.replace_path is not None:
+        return ("^", options.replace_path)
+    if options.strip and path != "/":
+        if exact:
+            return ("^", prefix or "/")
+        return (f"^{_regex_escape(path)}/(.*)$", f"{prefix}/$1")
+    if prefix:
+        return ("^(.*)$", f"{prefix}$1")
+    return None
+
+
+def _auth_server(options: RouteOptions) -> AuthServer:
+    auth = options.forward_auth
+    assert auth is not None
+    url = auth.url
+    default_port = 443 if url.scheme == "https" else 80
+    name = url.host if url.port == default_port else url.authority
+    address = auth.address or url.host
+    endpoint = f"[{address}]:{url.port}" if ":" in address else f"{address}:{url.port}"
+    key = f"{url.scheme}://{endpoint}{url.path} {name}"
+    copied = tuple(
+        (
+            header,
+            "$dockyard_auth_" + header.lower().replace("-", "_"),
+            "$upstream_http_" + header.lower().replace("-", "_"),
+        )
+        for header in auth.response_headers
+    )
+    return AuthServer(
+        uri="/.dockyard/auth/" + hashlib.sha256(key.encode()).hexdigest()[:16],
+        proxy_pass=f"{url.scheme}://{endpoint}{url.path}",
+        host_header=name,
+        scheme=url.scheme,
+        tls_name=url.host,
+        copied=copied,
     )
 
 
@@ -263,6 +462,8 @@ def _servers_for(
 
 def _checked(value: object) -> str:
     """Jinja finalizer: refuse any printed value that could change nginx syntax."""
+    if isinstance(value, Token):
+        return value
     text = str(value)
     if _UNSAFE_RE.search(text):
         msg = f"refusing to print {text!r} into nginx config"
@@ -289,6 +490,7 @@ def make_environment(override_dir: Path | None, builtin_dir: Path) -> jinja2.Env
         finalize=_checked,
     )
     env.filters["regex_escape"] = _regex_escape
+    env.filters["quote"] = quote
     return env
 
 

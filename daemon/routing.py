@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from daemon.errors import LabelError
-from daemon.labels import Hsts, RouteLabels, parse_labels
+from daemon.labels import Hsts, RouteLabels, RouteOptions, parse_labels
 
 # Health states in which Docker says the process is not ready for traffic.
 _NOT_READY_HEALTH = frozenset({"starting", "unhealthy"})
@@ -88,17 +88,29 @@ class Backend:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One host and path prefix, how to proxy it, and the backends ready to serve it."""
+    """One host and path, how to proxy it, and the backends ready to serve it."""
 
     host: str
     path: str
-    strip: bool
-    websocket: bool
     backends: tuple[Backend, ...]
     containers: tuple[str, ...]
+    options: RouteOptions = field(default_factory=RouteOptions)
+    exact: bool = False
     tls: str | None = None
     https: str | None = None
     hsts: Hsts | Literal["off"] | None = None
+    lb: str = "round_robin"
+    priority: int = 0
+
+    @property
+    def strip(self) -> bool:
+        """Whether the path prefix is removed before proxying."""
+        return self.options.strip
+
+    @property
+    def websocket(self) -> bool:
+        """Whether the route is tuned for long-lived upgraded connections."""
+        return self.options.websocket
 
     @property
     def host_options(self) -> tuple[str | None, str | None, Hsts | Literal["off"] | None]:
@@ -114,8 +126,10 @@ class RoutingTable:
 
     @property
     def keys(self) -> frozenset[tuple[str, str]]:
-        """(host, path) of every route, for change summaries."""
-        return frozenset((route.host, route.path) for route in self.routes)
+        """(host, path) of every route, for change summaries (``=/x`` for exact paths)."""
+        return frozenset(
+            (route.host, "=" + route.path if route.exact else route.path) for route in self.routes
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +165,7 @@ class _Candidate:
 
 
 def _choose_address(  # noqa: PLR0911 - one early return per documented rule
-    container: ContainerInfo, labels: RouteLabels, ctx: RoutingContext
+    container: ContainerInfo, network: str | None, ctx: RoutingContext
 ) -> tuple[str | None, str]:
     """Pick the address to reach ``container`` at; on failure say why in the second item."""
     if container.network_mode == "host":
@@ -161,10 +175,10 @@ def _choose_address(  # noqa: PLR0911 - one early return per documented rule
     if container.network_mode.startswith("container:"):
         return None, "network_mode container:... shares another container's network"
     by_name = {a.network: a.address for a in container.attachments if a.address}
-    if labels.network is not None:
-        if labels.network in by_name:
-            return by_name[labels.network], ""
-        return None, f"not attached to network {labels.network!r} named by its label"
+    if network is not None:
+        if network in by_name:
+            return by_name[network], ""
+        return None, f"not attached to network {network!r} named by its label"
     if ctx.default_network is not None and ctx.default_network in by_name:
         return by_name[ctx.default_network], ""
     for name in sorted(ctx.own_networks):
@@ -187,10 +201,46 @@ def _problem(event: str, container: ContainerInfo, **fields: str) -> Problem:
     return Problem(event, container.name, container.id, tuple(sorted(fields.items())))
 
 
-def _candidate(
-    container: ContainerInfo, ctx: RoutingContext, problems: list[Problem]
-) -> _Candidate | None:
-    """Validate one container into a route contribution, or record why it has none."""
+def _address_book(containers: Iterable[ContainerInfo], ctx: RoutingContext) -> dict[str, str]:
+    """Container and compose service names of ready containers, to their addresses.
+
+    A forward-auth URL names its server the way compose users write it (``authelia``);
+    nginx would resolve that name once at load time and keep a stale address after the
+    server restarts, so routing puts the current address into the config instead.
+    """
+    book: dict[str, str] = {}
+    for container in sorted(containers, key=lambda c: (c.name, c.id)):
+        if not container.ready:
+            continue
+        address, _ = _choose_address(container, None, ctx)
+        if address is None or not _valid_ip(address):
+            continue
+        names = [container.name, container.label_map.get(_COMPOSE_SERVICE, "")]
+        for name in names:
+            if name and name.lower() not in book:
+                book[name.lower()] = address
+    return book
+
+
+_COMPOSE_SERVICE = "com.docker.compose.service"
+
+
+def _resolve_forward_auth(labels: RouteLabels, book: Mapping[str, str]) -> RouteLabels:
+    auth = labels.options.forward_auth
+    if auth is None or auth.url.host not in book:
+        return labels
+    resolved = dataclasses.replace(auth, address=book[auth.url.host])
+    options = dataclasses.replace(labels.options, forward_auth=resolved)
+    return dataclasses.replace(labels, options=options)
+
+
+def _candidates(
+    container: ContainerInfo,
+    ctx: RoutingContext,
+    book: Mapping[str, str],
+    problems: list[Problem],
+) -> list[_Candidate] | None:
+    """Validate one container into its route contributions, or record why it has none."""
     try:
         parsed = parse_labels(container.label_map, ctx.label_prefix)
     except LabelError as err:
@@ -209,7 +259,7 @@ def _candidate(
                 suggestion=unknown.suggestion or "",
             )
         )
-    if parsed.route is None:
+    if not parsed.routes:
         if parsed.reason is not None:
             problems.append(
                 Problem(
@@ -221,28 +271,45 @@ def _candidate(
                 )
             )
         return None
-    labels = parsed.route
-    if not container.ready:
-        return _Candidate(container, labels, None)
+    result = []
+    for labels in parsed.routes:
+        labels = _resolve_forward_auth(labels, book)  # noqa: PLW2901 - resolved in place
+        if not container.ready or labels.options.redirect is not None:
+            # a redirect answers by itself: it needs no address or port
+            result.append(_Candidate(container, labels, None))
+            continue
+        backend = _backend(container, labels, ctx, problems)
+        if backend is None:
+            return None
+        result.append(_Candidate(container, labels, backend))
+    return result
 
+
+def _backend(
+    container: ContainerInfo, labels: RouteLabels, ctx: RoutingContext, problems: list[Problem]
+) -> Backend | None:
     port = labels.port
+    where = f"{ctx.label_prefix}.route.{labels.name}" if labels.name else ctx.label_prefix
     if port is None:
         if len(container.exposed_ports) != 1:
             problems.append(
                 _problem(
                     "container_skipped",
                     container,
-                    reason=f"no {ctx.label_prefix}.port label and "
+                    reason=f"no {where}.port label and "
                     f"{len(container.exposed_ports)} exposed ports (need exactly one)",
                 )
             )
             return None
         port = container.exposed_ports[0]
-    address, why = _choose_address(container, labels, ctx)
+    address, why = _choose_address(container, labels.network, ctx)
     if address is None or not _valid_ip(address):
         problems.append(_problem("container_skipped", container, reason=why or "bad address"))
         return None
-    return _Candidate(container, labels, Backend(address, port))
+    return Backend(address, port)
+
+
+_Key = tuple[str, str, bool]
 
 
 def build_routes(
@@ -253,22 +320,99 @@ def build_routes(
     """Turn a container snapshot into the routing table; ``exclude`` drops ids (bisection)."""
     problems: list[Problem] = []
     skipped: set[str] = set()
-    grouped: dict[tuple[str, str], list[_Candidate]] = {}
-    for container in sorted(containers, key=lambda c: (c.name, c.id)):
+    grouped: dict[_Key, list[_Candidate]] = {}
+    containers = sorted(containers, key=lambda c: (c.name, c.id))
+    book = _address_book(containers, ctx)
+    for container in containers:
         if container.id in exclude:
             continue
-        candidate = _candidate(container, ctx, problems)
-        if candidate is None:
+        candidates = _candidates(container, ctx, book, problems)
+        if candidates is None:
             skipped.add(container.id)
             continue
-        for host in candidate.labels.hosts:
-            grouped.setdefault((host, candidate.labels.path), []).append(candidate)
+        for candidate in candidates:
+            for host in candidate.labels.hosts:
+                for path in candidate.labels.paths:
+                    key = (host, path, candidate.labels.exact)
+                    grouped.setdefault(key, []).append(candidate)
 
     routes = []
-    for (host, path), candidates in sorted(grouped.items()):
-        routes.append(_merge_replicas(host, path, candidates, problems))
+    for (host, path, exact), candidates in sorted(grouped.items()):
+        winners = _highest_priority(host, path, candidates, problems)
+        routes.append(_merge_replicas(host, path, exact, winners, problems))
+    routes = _drop_shadowed(routes, problems)
     routes = _one_host_policy(routes, problems)
     return RoutingResult(RoutingTable(tuple(routes)), tuple(problems), frozenset(skipped))
+
+
+def _highest_priority(
+    host: str, path: str, candidates: list[_Candidate], problems: list[Problem]
+) -> list[_Candidate]:
+    """Of the containers claiming one host and path, those with the highest priority win."""
+    top = max(c.labels.priority for c in candidates)
+    winners = [c for c in candidates if c.labels.priority == top]
+    for loser in candidates:
+        if loser.labels.priority < top:
+            problems.append(
+                _problem(
+                    "route_shadowed",
+                    loser.container,
+                    host=host,
+                    path=path,
+                    reason=f"{winners[0].container.name} serves it with higher priority {top}",
+                )
+            )
+    return winners
+
+
+def _covers(outer: Route, inner: Route) -> bool:
+    """Whether every request ``inner`` matches also matches ``outer`` (same host)."""
+    if outer.exact:
+        return inner.exact and inner.path == outer.path
+    if outer.path == "/":
+        return True
+    return inner.path == outer.path or inner.path.startswith(outer.path + "/")
+
+
+def _drop_shadowed(routes: list[Route], problems: list[Problem]) -> list[Route]:
+    """A route with a higher ``priority`` than a more specific one takes its requests.
+
+    nginx picks the most specific location; ``priority`` says otherwise, as in Traefik.
+    The shadowed route is dropped and its containers are told why.
+    """
+    by_host: dict[str, list[Route]] = {}
+    for route in routes:
+        by_host.setdefault(route.host, []).append(route)
+    kept = []
+    for route in routes:
+        winner = next(
+            (
+                other
+                for other in by_host[route.host]
+                if other is not route and other.priority > route.priority and _covers(other, route)
+            ),
+            None,
+        )
+        if winner is None:
+            kept.append(route)
+            continue
+        problems.append(
+            Problem(
+                "route_shadowed",
+                ", ".join(route.containers),
+                "",
+                (
+                    ("host", route.host),
+                    ("path", route.path),
+                    (
+                        "reason",
+                        f"the route at {winner.path} ({', '.join(winner.containers)}) "
+                        f"has higher priority {winner.priority}",
+                    ),
+                ),
+            )
+        )
+    return kept
 
 
 def _one_host_policy(routes: list[Route], problems: list[Problem]) -> list[Route]:
@@ -306,7 +450,7 @@ def _one_host_policy(routes: list[Route], problems: list[Problem]) -> list[Route
 
 
 def _merge_replicas(
-    host: str, path: str, candidates: list[_Candidate], problems: list[Problem]
+    host: str, path: str, exact: bool, candidates: list[_Candidate], problems: list[Problem]
 ) -> Route:
     """Containers sharing host and path are replicas; the first by name sets the options."""
     first = candidates[0]
@@ -318,26 +462,28 @@ def _merge_replicas(
                     other.container,
                     host=host,
                     path=path,
-                    reason="path.strip/websocket/tls/https/hsts differ from replica "
-                    f"{first.container.name}; using the replica's",
+                    reason="proxy options (path.strip, websocket, headers, tls, ...) differ "
+                    f"from replica {first.container.name}; using the replica's",
                 )
             )
     backends = sorted({c.backend for c in candidates if c.backend is not None})
     return Route(
         host=host,
         path=path,
-        strip=first.labels.strip,
-        websocket=first.labels.websocket,
+        exact=exact,
+        options=first.labels.options,
         backends=tuple(backends),
         containers=tuple(c.container.name for c in candidates),
         tls=first.labels.tls,
         https=first.labels.https,
         hsts=first.labels.hsts,
+        lb=first.labels.lb,
+        priority=first.labels.priority,
     )
 
 
 def _route_options(labels: RouteLabels) -> tuple[object, ...]:
-    return (labels.strip, labels.websocket, labels.tls, labels.https, labels.hsts)
+    return (labels.options, labels.tls, labels.https, labels.hsts, labels.lb)
 
 
 def has_prefixed_labels(labels: Mapping[str, str], prefix: str) -> bool:

@@ -60,6 +60,8 @@ class Settings:
     acme_store: Path | None = None
     acme_key_type: str = "ec256"
     acme_profile: str | None = None
+    # CAs that backends with `scheme: https` (and HTTPS forward-auth servers) are checked against
+    backend_ca: Path = Path("/etc/ssl/certs/ca-certificates.crt")
 
     @property
     def acme_enabled(self) -> bool:
@@ -113,7 +115,7 @@ def _networks(variable: str, value: str) -> tuple[str, ...]:
     return tuple(ranges)
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one branch a variable
+def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912, PLR0915 - one branch a variable
     """Read ``DOCKYARD_*`` variables from ``env``; unset or empty means the default."""
     defaults = Settings()
 
@@ -157,6 +159,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one br
         raise SettingsError("DOCKYARD_NGINX", nginx, "an nginx binary name or path, no spaces")
 
     templates = _path("DOCKYARD_TEMPLATES", v) if (v := get("DOCKYARD_TEMPLATES")) else None
+    v = get("DOCKYARD_BACKEND_CA")
+    backend_ca = _path("DOCKYARD_BACKEND_CA", v) if v else defaults.backend_ca
 
     trusted = _networks("DOCKYARD_TRUSTED_PROXIES", get("DOCKYARD_TRUSTED_PROXIES") or "")
 
@@ -203,6 +207,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912 - one br
         access_log=access_log,
         nginx=nginx,
         templates=templates,
+        backend_ca=backend_ca,
         trusted_proxies=trusted,
         debounce_min=debounce_min,
         debounce_max=debounce_max,

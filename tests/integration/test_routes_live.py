@@ -225,9 +225,9 @@ def test_nginx_rejection_drops_only_the_culprit(
     """When nginx refuses a config, the container behind it is dropped and the rest served."""
     templates = tmp_path / "templates"
     templates.mkdir()
-    builtin = Path(__file__).resolve().parents[2] / "templates" / "proxy_pass.j2"
+    builtin = Path(__file__).resolve().parents[2] / "templates" / "location_body.j2"
     # A template bug that only some containers trigger: an unknown directive for one host.
-    (templates / "proxy_pass.j2").write_text(
+    (templates / "location_body.j2").write_text(
         builtin.read_text()
         + "{% if location.path == '/broken' %}\n            no_such_directive on;\n{% endif %}\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ class FakeNginx:
         self.live: str | None = None
         self.applied: list[str] = []
         self.tested = 0
+        self.files: dict[str, str] = {}
         self._tested_text: str | None = None
 
     def serving(self) -> str | None:
@@ -70,6 +72,9 @@ class FakeNginx:
         if "server_name bad.test;" in text:
             raise ConfigRejectedError('nginx: [emerg] something about "bad.test"')
         self._tested_text = text
+
+    def provide(self, files: Mapping[str, str]) -> None:
+        self.files.update(files)
 
     def apply(self, text: str) -> float:
         assert text == self._tested_text

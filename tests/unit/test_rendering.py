@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.labels import Hsts
+from daemon.labels import Hsts, RouteOptions
 from daemon.rendering import (
     Paths,
     RenderFacts,
@@ -32,8 +32,13 @@ def route(host: str, path: str = "/", *ips: str, strip: bool = False, ws: bool =
     return Route(
         host=host,
         path=path,
-        strip=strip,
-        websocket=ws,
+        options=RouteOptions(
+            strip=strip,
+            websocket=ws,
+            buffering=not ws,
+            read_timeout="7d" if ws else None,
+            send_timeout="7d" if ws else None,
+        ),
         backends=tuple(Backend(ip, 8080) for ip in ips),
         containers=tuple(f"c-{ip}" for ip in ips),
     )

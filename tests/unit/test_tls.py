@@ -19,7 +19,7 @@ NO_ACME = Settings()
 
 def route(host: str, **options: object) -> Route:
     """A one-backend route at / with the given host options."""
-    base = Route(host, "/", False, False, (Backend("172.17.0.2", 80),), ("c",))
+    base = Route(host, "/", (Backend("172.17.0.2", 80),), ("c",))
     return dataclasses.replace(base, **options)  # type: ignore[arg-type]
 
 
