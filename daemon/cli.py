@@ -1,8 +1,10 @@
 """CLI: the ``dockyard`` command (and ``python -m daemon``), the entry point of the flow.
 
 ``dockyard run`` runs the daemon; ``dockyard render`` prints the config it would write
-for the containers running now. Flags mirror the ``DOCKYARD_*`` variables and win over
-them; a bad setting stops startup with one ``settings_invalid`` line and exit code 2.
+for the containers running now; ``dockyard import-traefik`` moves a Traefik v1
+``acme.json`` into the certificate store (exit code 1 when it refuses, nothing written).
+Flags mirror the ``DOCKYARD_*`` variables and win over them; a bad setting stops startup
+with one ``settings_invalid`` line and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
+from acme_store.errors import StoreLockedError, StoreUnreadableError
+from acme_store.records import time_text
+from acme_store.store import JsonStore
 from daemon import __version__
 from daemon.errors import EngineUnavailableError, SettingsError
 from daemon.logs import configure_logging
@@ -35,6 +41,7 @@ _FLAGS = (
     ("--access-log", "DOCKYARD_ACCESS_LOG", "on or off (on)"),
     ("--nginx", "DOCKYARD_NGINX", "the nginx binary (nginx)"),
     ("--templates", "DOCKYARD_TEMPLATES", "directory with templates overriding the built-in ones"),
+    ("--backend-ca", "DOCKYARD_BACKEND_CA", "CA bundle for HTTPS backends (the system's)"),
     ("--trusted-proxies", "DOCKYARD_TRUSTED_PROXIES", "CIDRs whose X-Forwarded-* are believed"),
     ("--acme-email", "DOCKYARD_ACME_EMAIL", "contact address; turns on ACME certificates"),
     ("--acme-directory", "DOCKYARD_ACME_DIRECTORY", "ACME directory URL or 'staging'"),
@@ -54,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", help="run the daemon in the foreground (supervises nginx)")
     commands.add_parser("render", help="print the nginx config for the containers running now")
+    importing = commands.add_parser(
+        "import-traefik",
+        help="import certificates and the ACME account of a Traefik v1 acme.json into the "
+        "store (while the daemon is stopped)",
+    )
+    importing.add_argument("source", metavar="ACME_JSON", type=Path, help="Traefik's acme.json")
+    importing.add_argument(
+        "--directory",
+        metavar="URL",
+        help="ACME directory URL of the CA Traefik used (its caServer); $DOCKYARD_ACME_DIRECTORY",
+    )
     return parser
 
 
@@ -62,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     env.update({k: v for k, v in vars(args).items() if k.startswith("DOCKYARD_") and v})
+    if getattr(args, "directory", None):
+        env["DOCKYARD_ACME_DIRECTORY"] = args.directory
     wanted_format = env.get("DOCKYARD_LOG_FORMAT", "json")
     configure_logging("console" if wanted_format == "console" else "json")
     try:
@@ -77,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "render":
         configure_logging(settings.log_format, stream=sys.stderr)
         return render(settings)
+    if args.command == "import-traefik":
+        configure_logging(settings.log_format)
+        return import_traefik(settings, args.source)
     from daemon.running import run  # noqa: PLC0415 - keeps `render` and `--version` light
 
     return run(settings)
@@ -96,4 +119,62 @@ def render(settings: Settings) -> int:
         log.warning(problem.event, container=problem.container, **dict(problem.fields))
     env = make_environment(settings.templates, builtin_templates())
     sys.stdout.write(render_config(result.table, settings, detect_facts(settings), env))
+    return 0
+
+
+def import_traefik(settings: Settings, source: Path) -> int:
+    """Merge a Traefik v1 ``acme.json`` into the store; 1 when refused (nothing written)."""
+    from acme_store import importing  # noqa: PLC0415 - loads cryptography: only here
+
+    where = {"source": str(source), "store": str(settings.store_path)}
+    try:
+        report = importing.import_traefik(
+            source, JsonStore(settings.store_path), settings.acme_directory
+        )
+    except StoreLockedError:
+        reason = "the store is locked by a running dockyard; stop it, import, then start it"
+        log.error("traefik_import_refused", **where, reason=reason)
+        return 1
+    except (importing.ImportRefusedError, StoreUnreadableError) as err:
+        log.error("traefik_import_refused", **where, reason=err.reason)
+        return 1
+    except OSError as err:
+        log.error("traefik_import_refused", **where, reason=str(err))
+        return 1
+    directory = report.directory
+    if report.account == "skipped":
+        log.warning("traefik_account_skipped", directory=directory, reason=report.account_reason)
+    elif report.account != "absent":
+        account = report.data.account_for(directory)
+        uri = account.uri if account is not None else None
+        event = "traefik_account_imported"
+        if report.account == "unchanged":
+            event = "traefik_account_unchanged"
+        log.info(event, directory=directory, uri=uri)
+    for record in report.imported:
+        log.info(
+            "traefik_certificate_imported",
+            host=record.main,
+            names=list(record.names),
+            not_after=time_text(record.not_after),
+        )
+    for kept in report.kept:
+        log.info(
+            "traefik_certificate_kept",
+            host=kept.host,
+            stored_not_after=time_text(kept.stored_not_after),
+            imported_not_after=time_text(kept.imported_not_after),
+            reason="the store's certificate is as new or newer",
+        )
+    for skipped in report.skipped:
+        log.warning("traefik_certificate_skipped", domain=skipped.domain, reason=skipped.reason)
+    log.info(
+        "traefik_import_finished",
+        **where,
+        directory=directory,
+        imported=len(report.imported),
+        kept=len(report.kept),
+        skipped=len(report.skipped),
+        written=report.changed,
+    )
     return 0

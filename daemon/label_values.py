@@ -11,8 +11,10 @@ directive to the config.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -350,3 +352,33 @@ def parse_redirect_target(label: str, value: str) -> str:
         else:
             result.append(piece)
     return "".join(result)
+
+
+def closest_key(key: str, known: Sequence[str], cutoff: float = 0.6) -> str | None:
+    """The known key a typo most likely meant, or None when nothing is close.
+
+    difflib finds the candidates; the fewest edits wins (a swap of two neighbours is one
+    edit), and of equals the one with the same letters: swapped letters are the commonest
+    slip (``hots`` is ``host``, not ``hsts``).
+    """
+    candidates = difflib.get_close_matches(key, known, n=5, cutoff=cutoff)
+    if not candidates:
+        return None
+    return min(
+        candidates,
+        key=lambda c: (_edits(key, c), sorted(c) != sorted(key), candidates.index(c)),
+    )
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, changes and swaps."""
+    rows = [list(range(len(b) + 1))]
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            row[j] = min(rows[i - 1][j] + 1, row[j - 1] + 1, rows[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], rows[i - 2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]

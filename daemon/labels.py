@@ -14,7 +14,6 @@ set from the plain labels.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -24,6 +23,7 @@ from daemon.errors import LabelError
 from daemon.label_values import (
     Hsts,
     Url,
+    closest_key,
     parse_bool,
     parse_choice,
     parse_cidrs,
@@ -232,16 +232,12 @@ def _known(key: str) -> bool:
 
 
 def _suggest(key: str) -> str | None:
-    found = difflib.get_close_matches(key, _SUGGESTIONS, n=1)
-    if not found:
-        stem = key.split(".", 1)[0]
-        found = difflib.get_close_matches(stem, [*HEADER_KEYS, "route"], n=1, cutoff=0.75)
-        found = (
-            [f"{found[0]}.<Name>" if found[0] in HEADER_KEYS else "route.<name>.<key>"]
-            if (found)
-            else []
-        )
-    return found[0] if found else None
+    found = closest_key(key, _SUGGESTIONS)
+    if found is None:
+        stem = closest_key(key.split(".", 1)[0], [*HEADER_KEYS, "route"], cutoff=0.75)
+        if stem is not None:
+            found = f"{stem}.<Name>" if stem in HEADER_KEYS else "route.<name>.<key>"
+    return found
 
 
 class _Source:

@@ -207,3 +207,151 @@ def test_table_is_independent_of_input_order() -> None:
     """The same containers in any order give the same table."""
     items = [container(n, f"172.17.0.{i}", host=f"{n}.test") for i, n in enumerate("abcde", 2)]
     assert build_routes(items, CTX).table == build_routes(list(reversed(items)), CTX).table
+
+
+def labelled(
+    name: str, ip: str, labels: dict[str, str], exposed_ports: tuple[int, ...] = (8080,)
+) -> ContainerInfo:
+    """A running container with the given full label names (dots and all)."""
+    return dataclasses.replace(
+        container(name, ip), labels=tuple(sorted(labels.items())), exposed_ports=exposed_ports
+    )
+
+
+def test_higher_priority_wins_one_host_and_path() -> None:
+    """Of two containers on one host and path, the higher priority serves; the other is told."""
+    result = build_routes(
+        [
+            container("low", "172.17.0.2", host="a.test"),
+            container("high", "172.17.0.3", host="a.test", priority="10"),
+        ],
+        CTX,
+    )
+    (route,) = result.table.routes
+    assert route.containers == ("high",)
+    (problem,) = result.problems
+    assert (problem.event, problem.container) == ("route_shadowed", "low")
+
+
+def test_higher_priority_prefix_shadows_a_longer_path() -> None:
+    """A ``/`` route with a higher priority takes the requests of a lower-priority ``/api``."""
+    result = build_routes(
+        [
+            container("api", "172.17.0.2", host="a.test", path="/api"),
+            container("web", "172.17.0.3", host="a.test", priority="5"),
+            container("other", "172.17.0.4", host="b.test", path="/api"),
+        ],
+        CTX,
+    )
+    assert sorted((r.host, r.path) for r in result.table.routes) == [
+        ("a.test", "/"),
+        ("b.test", "/api"),
+    ]
+    (problem,) = result.problems
+    assert problem.event == "route_shadowed"
+    assert dict(problem.fields)["path"] == "/api"
+
+
+def test_equal_priorities_keep_nginx_longest_prefix_rule() -> None:
+    """Without priorities both paths stay: the longest prefix wins in nginx."""
+    result = build_routes(
+        [
+            container("api", "172.17.0.2", host="a.test", path="/api"),
+            container("web", "172.17.0.3", host="a.test"),
+        ],
+        CTX,
+    )
+    assert len(result.table.routes) == 2
+    assert result.problems == ()
+
+
+def test_forward_auth_host_resolves_to_a_container_address() -> None:
+    """auth.forward naming a container or compose service gets that container's address."""
+    auth = labelled("stack-authelia-1", "172.17.0.9", {"com.docker.compose.service": "authelia"})
+    app = labelled(
+        "app",
+        "172.17.0.2",
+        {"dockyard.host": "a.test", "dockyard.auth.forward": "http://authelia:9091/verify"},
+    )
+    other = labelled(
+        "other",
+        "172.17.0.3",
+        {"dockyard.host": "b.test", "dockyard.auth.forward": "http://sso.example.org/verify"},
+    )
+    result = build_routes([auth, app, other], CTX)
+    resolved = {r.host: r.options.forward_auth for r in result.table.routes}
+    assert resolved["a.test"] is not None
+    assert resolved["a.test"].address == "172.17.0.9"
+    assert resolved["b.test"] is not None
+    assert resolved["b.test"].address is None
+
+
+def test_redirect_routes_need_no_port_or_address() -> None:
+    """A redirect-only container with no port label and several exposed ports still routes."""
+    result = build_routes(
+        [
+            labelled(
+                "old",
+                "172.17.0.2",
+                {"dockyard.host": "old.test", "dockyard.redirect.to": "https://new.test"},
+                exposed_ports=(80, 443),
+            )
+        ],
+        CTX,
+    )
+    (route,) = result.table.routes
+    assert route.backends == ()
+    assert route.options.redirect is not None
+    assert result.problems == ()
+
+
+def test_named_routes_reach_their_own_ports() -> None:
+    """A named route with its own port gets a backend on that port of the same container."""
+    result = build_routes(
+        [
+            labelled(
+                "app",
+                "172.17.0.2",
+                {
+                    "dockyard.host": "app.test",
+                    "dockyard.port": "80",
+                    "dockyard.route.admin.host": "admin.app.test",
+                    "dockyard.route.admin.port": "9000",
+                },
+            )
+        ],
+        CTX,
+    )
+    assert {(r.host, r.backends) for r in result.table.routes} == {
+        ("app.test", (Backend("172.17.0.2", 80),)),
+        ("admin.app.test", (Backend("172.17.0.2", 9000),)),
+    }
+
+
+def test_exact_and_prefix_routes_on_one_path_are_separate() -> None:
+    """``path.exact`` makes its own route next to a prefix route on the same path."""
+    result = build_routes(
+        [
+            container("prefix", "172.17.0.2", host="a.test", path="/x"),
+            container("exact", "172.17.0.3", host="a.test", path="/x", path_exact="true"),
+        ],
+        CTX,
+    )
+    assert sorted((r.path, r.exact, r.containers) for r in result.table.routes) == [
+        ("/x", False, ("prefix",)),
+        ("/x", True, ("exact",)),
+    ]
+    assert result.table.keys == {("a.test", "/x"), ("a.test", "=/x")}
+
+
+def test_replicas_disagreeing_on_lb_are_reported() -> None:
+    """Replicas that ask for different balancing methods are told; the first by name wins."""
+    result = build_routes(
+        [
+            container("a", "172.17.0.2", host="a.test", lb="ip_hash"),
+            container("b", "172.17.0.3", host="a.test", lb="least_conn"),
+        ],
+        CTX,
+    )
+    assert result.table.routes[0].lb == "ip_hash"
+    assert [p.event for p in result.problems] == ["route_conflict"]
