@@ -148,7 +148,7 @@ class AcmeClient:
                 profile=self._checked_profile(profile),
                 replaces=replaces if self.offers_renewal_info() else None,
             )
-            orderr = self._new_order(client, order, csr_pem)
+            orderr = self._place_order(client, order, csr_pem)
             try:
                 answers = [
                     self._answer_file(authzr, signer, written)
@@ -237,6 +237,23 @@ class AcmeClient:
             listed = ", ".join(sorted(offered)) if offered else "none"
             raise OrderError(f"the CA does not offer profile {profile!r} (offered: {listed})")
         return profile
+
+    def _place_order(
+        self, client: ClientV2, order: _NewOrder, csr_pem: bytes
+    ) -> messages.OrderResource:
+        """Post the order; if the CA refuses its ``replaces``, post it again without.
+
+        A CA accepts ``replaces`` only from the account that owns the old certificate and
+        only once per certificate (RFC 9773: ``alreadyReplaced``); a certificate imported
+        without its account, or a renewal retried after a crash, would otherwise never
+        renew. Without ``replaces`` the order is an ordinary new order.
+        """
+        try:
+            return self._new_order(client, order, csr_pem)
+        except messages.Error:
+            if order.replaces is None:
+                raise
+        return self._new_order(client, order.update(replaces=None), csr_pem)
 
     def _new_order(
         self, client: ClientV2, order: _NewOrder, csr_pem: bytes
