@@ -31,6 +31,8 @@ _HSTS_MAX_AGE_RE = re.compile(r"^max-age=([0-9]{1,10})$")
 # RFC 9110 tokens, narrowed to what real header names use.
 _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _HEADER_VALUE_RE = re.compile(r"^[\x20-\x7e]{0,4096}$")
+# nginx's longest config word (NGX_CONF_BUFFER is 4096), with room for the directive's line
+_MAX_NGINX_WORD = 4000
 _SIZE_RE = re.compile(r"^([0-9]{1,10})([kmg]?)$")
 _DURATION_RE = re.compile(r"^([0-9]{1,9})(ms|s|m|h|d)?$")
 _RATE_RE = re.compile(r"^([0-9]{1,6})r/(s|m)$")
@@ -224,12 +226,22 @@ def parse_header_name(label: str, name: str, *, managed: frozenset[str] = HEADER
 
 
 def parse_header_value(label: str, value: str) -> str:
-    """Printable ASCII up to 4096 characters; printed escaped inside double quotes."""
+    """Printable ASCII up to 4096 characters; printed escaped inside double quotes.
+
+    nginx refuses a config word longer than its 4 KiB read buffer, so the value must also
+    fit once escaped (``"`` and ``\\`` double, each ``$`` becomes an 18-character variable).
+    """
     if not _HEADER_VALUE_RE.match(value):
         raise LabelError(
             label, value, "printable ASCII characters only (no line breaks), at most 4096"
         )
-    return value.strip()
+    text = value.strip()
+    escaped = len(text) + text.count('"') + text.count("\\") + 17 * text.count("$") + 2
+    if escaped > _MAX_NGINX_WORD:
+        raise LabelError(
+            label, value, "too long for nginx once its quotes, backslashes and $ are escaped"
+        )
+    return text
 
 
 def parse_cidrs(label: str, value: str) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ __all__ = [
     "KNOWN_KEYS",
     "ForwardAuth",
     "Hsts",
+    "IgnoredLabel",
     "ParsedLabels",
     "RateLimit",
     "Redirect",
@@ -149,6 +150,8 @@ class ForwardAuth:
     response_headers: tuple[str, ...] = ()
     # the address routing found for the URL's host among the containers, if any
     address: str | None = None
+    # False when the URL names a container that does not run: the check fails closed
+    reachable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +216,21 @@ class UnknownLabel:
 
 
 @dataclass(frozen=True, slots=True)
+class IgnoredLabel:
+    """A label whose key is known but has no effect here (Traefik dialect), and why."""
+
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedLabels:
     """The outcome for one container: its routes (none when not exposed) and unknown keys."""
 
     routes: tuple[RouteLabels, ...] = ()
     unknown: tuple[UnknownLabel, ...] = ()
     reason: str | None = None
+    ignored: tuple[IgnoredLabel, ...] = ()
 
     @property
     def route(self) -> RouteLabels | None:

@@ -101,7 +101,8 @@ class AuthServer:
     """Where a location's ``auth_request`` subrequests go (``auth.forward``)."""
 
     uri: str
-    proxy_pass: str
+    # None: the server named by the label is not running, the check answers 503
+    proxy_pass: str | None
     host_header: str
     scheme: str
     tls_name: str
@@ -201,7 +202,9 @@ class RenderFacts:
 # shape share one block. The Host header of ``pass_host_header: false`` is per backend.
 _LocationShape = tuple[str, bool, RouteOptions, bool, str | None]
 _Shape = tuple[_LocationShape, ...]
-_UpstreamKey = tuple[tuple[Backend, ...], str]
+# (backends, lb method, backend scheme): routes that verify a backend's certificate must not
+# reuse keepalive connections (or TLS sessions) opened by a route that does not, nor plain ones.
+_UpstreamKey = tuple[tuple[Backend, ...], str, str]
 
 
 def _shape(routes: Iterable[Route]) -> _Shape:
@@ -242,21 +245,23 @@ def _upstream_names(keys: Iterable[_UpstreamKey]) -> dict[_UpstreamKey, str]:
     """
     names: dict[_UpstreamKey, str] = {}
     taken: set[str] = set()
-    for backends, method in sorted(keys):
+    for backends, method, scheme in sorted(keys):
         endpoints = " ".join(backend.endpoint for backend in backends)
         if method != "round_robin":
             endpoints += " " + method
+        if scheme != "http":
+            endpoints += " " + scheme
         digest = hashlib.sha256(endpoints.encode()).hexdigest()
         name = "u" + digest[: 12 + int(digest[-2:], 16) % 32]
         while name in taken:  # equal 48-bit prefixes: never seen, still kept apart
             name += "x"
         taken.add(name)
-        names[backends, method] = name
+        names[backends, method, scheme] = name
     return names
 
 
 def _upstream_key(route: Route) -> _UpstreamKey:
-    return (route.backends, route.lb)
+    return (route.backends, route.lb, route.options.scheme)
 
 
 def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = None) -> Layout:
@@ -337,7 +342,9 @@ def _location(
     """Everything one location prints, with every label value already checked or quoted."""
     path, exact, options, _, host_header = part
     response = tuple((name, quote(value)) for name, value in options.response_headers if value)
-    hidden = tuple(name for name, value in options.response_headers if not value)
+    # A label's header replaces the backend's (as Traefik's custom headers do): hidden from the
+    # answer, then added; an empty value only hides it.
+    hidden = tuple(name for name, _ in options.response_headers)
     proxy_headers = [(name, quote(value)) for name, value in options.request_headers]
     if host_header is not None:
         proxy_headers.append(("Host", quote(host_header)))
@@ -423,7 +430,7 @@ def _auth_server(options: RouteOptions) -> AuthServer:
     )
     return AuthServer(
         uri="/.dockyard/auth/" + hashlib.sha256(key.encode()).hexdigest()[:16],
-        proxy_pass=f"{url.scheme}://{endpoint}{url.path}",
+        proxy_pass=f"{url.scheme}://{endpoint}{url.path}" if auth.reachable else None,
         host_header=name,
         scheme=url.scheme,
         tls_name=url.host,

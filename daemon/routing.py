@@ -9,18 +9,23 @@ for the caller to log; one bad container never affects another.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from daemon.errors import LabelError
-from daemon.labels import Hsts, RouteLabels, RouteOptions, parse_labels
+from daemon.labels import Hsts, ParsedLabels, RouteLabels, RouteOptions, parse_labels
+from daemon.traefik import TRAEFIK_PREFIX, parse_traefik_labels, uses_traefik_labels
 
 # Health states in which Docker says the process is not ready for traffic.
 _NOT_READY_HEALTH = frozenset({"starting", "unhealthy"})
+# The label compose puts on every container it makes: its service name.
+COMPOSE_SERVICE = "com.docker.compose.service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,9 @@ class RoutingContext:
     default_network: str | None = None
     own_networks: tuple[str, ...] = ()
     host_gateway: str | None = None
+    # running containers without our labels (name, compose service, addresses): servers
+    # that forward-auth URLs may name
+    others: tuple[ContainerInfo, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -209,29 +217,67 @@ def _address_book(containers: Iterable[ContainerInfo], ctx: RoutingContext) -> d
     server restarts, so routing puts the current address into the config instead.
     """
     book: dict[str, str] = {}
-    for container in sorted(containers, key=lambda c: (c.name, c.id)):
+    everyone = [*containers, *ctx.others]
+    for container in sorted(everyone, key=lambda c: (c.name, c.id)):
         if not container.ready:
             continue
         address, _ = _choose_address(container, None, ctx)
         if address is None or not _valid_ip(address):
             continue
-        names = [container.name, container.label_map.get(_COMPOSE_SERVICE, "")]
+        names = [container.name, container.label_map.get(COMPOSE_SERVICE, "")]
         for name in names:
             if name and name.lower() not in book:
                 book[name.lower()] = address
     return book
 
 
-_COMPOSE_SERVICE = "com.docker.compose.service"
+def _resolve_forward_auth(
+    container: ContainerInfo, labels: RouteLabels, book: Mapping[str, str], problems: list[Problem]
+) -> RouteLabels:
+    """Put the auth server's current address into the route, or mark it unreachable.
 
-
-def _resolve_forward_auth(labels: RouteLabels, book: Mapping[str, str]) -> RouteLabels:
+    A one-word host (``authelia``) can only be a container or compose service: when none
+    runs, the route fails closed (its auth check answers 503) instead of nginx refusing
+    the whole container at load time and keeping it out after the server starts. Names
+    with dots are left to nginx's resolver.
+    """
     auth = labels.options.forward_auth
-    if auth is None or auth.url.host not in book:
+    if auth is None:
         return labels
-    resolved = dataclasses.replace(auth, address=book[auth.url.host])
+    host = auth.url.host
+    if host in book:
+        resolved = dataclasses.replace(auth, address=book[host])
+    elif "." not in host and not host.startswith("["):
+        resolved = dataclasses.replace(auth, reachable=False)
+        problems.append(
+            _problem(
+                "auth_server_unknown",
+                container,
+                host=host,
+                reason="no running container or compose service has this name; "
+                "requests fail closed (500) until one does",
+            )
+        )
+    else:
+        return labels
     options = dataclasses.replace(labels.options, forward_auth=resolved)
     return dataclasses.replace(labels, options=options)
+
+
+def forward_auth_hosts(labels: Mapping[str, str]) -> frozenset[str]:
+    """Host names that forward-auth labels (ours or Traefik's) point at, lower-cased.
+
+    The Docker source watches containers with these names even without our labels, so an
+    auth server starting or stopping wakes a pass.
+    """
+    hosts = set()
+    for key, value in labels.items():
+        if key.endswith((".auth.forward", ".auth.forward.address")):
+            with contextlib.suppress(ValueError):
+                host = urllib.parse.urlsplit(value.strip()).hostname
+                if host:
+                    hosts.add(host.lower())
+    return frozenset(hosts)
 
 
 def _candidates(
@@ -242,7 +288,7 @@ def _candidates(
 ) -> list[_Candidate] | None:
     """Validate one container into its route contributions, or record why it has none."""
     try:
-        parsed = parse_labels(container.label_map, ctx.label_prefix)
+        parsed = _parse(container, ctx.label_prefix)
     except LabelError as err:
         problems.append(
             _problem(
@@ -259,6 +305,10 @@ def _candidates(
                 suggestion=unknown.suggestion or "",
             )
         )
+    for ignored in parsed.ignored:
+        problems.append(
+            _problem("label_ignored", container, label=ignored.label, reason=ignored.reason)
+        )
     if not parsed.routes:
         if parsed.reason is not None:
             problems.append(
@@ -273,7 +323,7 @@ def _candidates(
         return None
     result = []
     for labels in parsed.routes:
-        labels = _resolve_forward_auth(labels, book)  # noqa: PLW2901 - resolved in place
+        labels = _resolve_forward_auth(container, labels, book, problems)  # noqa: PLW2901
         if not container.ready or labels.options.redirect is not None:
             # a redirect answers by itself: it needs no address or port
             result.append(_Candidate(container, labels, None))
@@ -285,11 +335,20 @@ def _candidates(
     return result
 
 
+def _parse(container: ContainerInfo, prefix: str) -> ParsedLabels:
+    """A container's labels: ours, or Traefik v1's when it has only those."""
+    if uses_traefik_labels(container.label_map, prefix):
+        return parse_traefik_labels(container.label_map, prefix, container.name)
+    return parse_labels(container.label_map, prefix)
+
+
 def _backend(
     container: ContainerInfo, labels: RouteLabels, ctx: RoutingContext, problems: list[Problem]
 ) -> Backend | None:
     port = labels.port
     where = f"{ctx.label_prefix}.route.{labels.name}" if labels.name else ctx.label_prefix
+    if uses_traefik_labels(container.label_map, ctx.label_prefix):
+        where = f"{TRAEFIK_PREFIX}.{labels.name}" if labels.name else TRAEFIK_PREFIX
     if port is None:
         if len(container.exposed_ports) != 1:
             problems.append(
@@ -487,6 +546,9 @@ def _route_options(labels: RouteLabels) -> tuple[object, ...]:
 
 
 def has_prefixed_labels(labels: Mapping[str, str], prefix: str) -> bool:
-    """Whether a container carries any ``<prefix>.*`` label (worth inspecting at all)."""
+    """Whether a container carries any ``<prefix>.*`` or ``traefik.*`` label (worth inspecting).
+
+    Containers with Traefik v1 labels only are read in that dialect (``daemon.traefik``).
+    """
     dotted = prefix + "."
-    return any(key.startswith(dotted) for key in labels)
+    return any(key.startswith((dotted, TRAEFIK_PREFIX + ".")) for key in labels)

@@ -11,6 +11,7 @@ translated into ``EngineUnavailableError`` here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import re
 import threading
@@ -25,7 +26,14 @@ import structlog
 import urllib3
 
 from daemon.errors import EngineUnavailableError
-from daemon.routing import Attachment, ContainerInfo, RoutingContext, has_prefixed_labels
+from daemon.routing import (
+    COMPOSE_SERVICE,
+    Attachment,
+    ContainerInfo,
+    RoutingContext,
+    forward_auth_hosts,
+    has_prefixed_labels,
+)
 from daemon.settings import Settings
 
 log = structlog.get_logger("daemon.sources")
@@ -109,7 +117,11 @@ def container_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
 
 
 def event_matters(
-    event: Mapping[str, Any], prefix: str, known: Container[str], own_id: str | None
+    event: Mapping[str, Any],
+    prefix: str,
+    known: Container[str],
+    own_id: str | None,
+    watched_names: Container[str] = frozenset(),
 ) -> bool:
     """Whether a Docker event can change the routes, so it is worth a pass.
 
@@ -118,7 +130,8 @@ def event_matters(
     only the container id: they matter for containers the last pass saw (``known``) and
     for the proxy itself. A starting container's network ``connect`` comes ~0.2 s before
     its ``start`` and finds nothing new (it has no address yet), so skipping it keeps the
-    ``start`` pass from queueing behind a useless one.
+    ``start`` pass from queueing behind a useless one. Containers named by a forward-auth
+    URL (``watched_names``: container or compose service names) matter without labels.
     """
     if str(event.get("Action", "")).split(":", 1)[0] not in RELEVANT_ACTIONS:
         return False
@@ -127,8 +140,33 @@ def event_matters(
     if event.get("Type") == "network":
         container = attributes.get("container")
         return container is not None and (container in known or container == own_id)
-    return has_prefixed_labels(attributes, prefix) or (
-        own_id is not None and actor.get("ID") == own_id
+    names = {str(attributes.get("name", "")).lower()}
+    names.add(str(attributes.get(COMPOSE_SERVICE, "")).lower())
+    return (
+        has_prefixed_labels(attributes, prefix)
+        or (own_id is not None and actor.get("ID") == own_id)
+        or any(name in watched_names for name in names if name)
+    )
+
+
+def container_from_summary(summary: Mapping[str, Any]) -> ContainerInfo:
+    """What a ``/containers/json`` entry tells about an unlabelled container: enough to
+    find it by name (container or compose service) and reach it, without an inspect."""
+    flags = " ".join(_STATUS_FLAGS_RE.findall(str(summary.get("Status") or ""))).lower()
+    health = "unhealthy" if "unhealthy" in flags else "starting" if "starting" in flags else None
+    networks = ((summary.get("NetworkSettings") or {}).get("Networks")) or {}
+    service = (summary.get("Labels") or {}).get(COMPOSE_SERVICE)
+    return ContainerInfo(
+        id=str(summary.get("Id", "")),
+        name=str((summary.get("Names") or [""])[0]).lstrip("/"),
+        labels=((COMPOSE_SERVICE, str(service)),) if service else (),
+        paused="paused" in flags,
+        health=health,
+        network_mode=str((summary.get("HostConfig") or {}).get("NetworkMode") or "bridge"),
+        attachments=tuple(
+            Attachment(name, (net or {}).get("IPAddress") or "")
+            for name, net in sorted(networks.items())
+        ),
     )
 
 
@@ -180,6 +218,7 @@ class DockerSource:
         # Inspect results by container id, with the summary fingerprint they were read at:
         # a pass inspects only what changed, so its cost does not grow with quiet containers.
         self._inspected: dict[str, tuple[tuple[object, ...], ContainerInfo]] = {}
+        self._watched_names: frozenset[str] = frozenset()
 
     def _api(self) -> Any:
         if self._client is None:
@@ -204,9 +243,11 @@ class DockerSource:
         api = self._api()
         summaries = api.containers()
         containers = []
+        others = []
         inspected: dict[str, tuple[tuple[object, ...], ContainerInfo]] = {}
         for summary in summaries:
             if not has_prefixed_labels(summary.get("Labels") or {}, self._settings.label_prefix):
+                others.append(container_from_summary(summary))
                 continue
             fingerprint = summary_fingerprint(summary)
             cached = self._inspected.get(summary["Id"])
@@ -220,7 +261,11 @@ class DockerSource:
             inspected[summary["Id"]] = (fingerprint, info)
             containers.append(info)
         self._inspected = inspected
-        return Snapshot(tuple(containers), self._context(api, containers))
+        self._watched_names = frozenset().union(
+            *(forward_auth_hosts(c.label_map) for c in containers)
+        )
+        context = dataclasses.replace(self._context(api, containers), others=tuple(others))
+        return Snapshot(tuple(containers), context)
 
     def _context(self, api: Any, containers: Iterable[ContainerInfo]) -> RoutingContext:
         own_networks: tuple[str, ...] = ()
@@ -256,7 +301,10 @@ class DockerSource:
                         break
                     # The dict is replaced, never mutated, by the pass: safe to read here.
                     known = self._inspected
-                    if event_matters(event, self._settings.label_prefix, known, self._own_id):
+                    watched = self._watched_names
+                    if event_matters(
+                        event, self._settings.label_prefix, known, self._own_id, watched
+                    ):
                         on_change()
                 stream.close()
                 client.close()

@@ -6,6 +6,17 @@ Usage: python3 backend.py [PORT]   (default 8080, listens on 0.0.0.0)
   {"name", "method", "path", "headers", "body_length"}.  `name` is $BACKEND_NAME or the hostname.
 * GET with `Upgrade: websocket` -> RFC 6455 handshake, then text/binary messages are echoed back,
   ping is answered with pong and close with close.
+* `?delay=SECONDS` in the query: wait that long (at most 30 s) before answering.
+* `?stream=SECONDS`: send the headers and a first chunk at once, the rest SECONDS later (chunked).
+
+Optional behaviours, from the environment:
+
+* BACKEND_RESPONSE_HEADERS: a JSON object of headers added to every echo answer.
+* BACKEND_AUTH: act as a forward-auth server. A request whose Authorization header equals this
+  value gets 200 with `Remote-User: $BACKEND_AUTH_USER` (default alice); any other gets 401
+  with `WWW-Authenticate: Bearer realm="dockyard-test"`. Both carry the JSON echo.
+* BACKEND_TLS_CERT and BACKEND_TLS_KEY (PEM text): also serve the same answers over TLS on
+  port $BACKEND_TLS_PORT (default 8443), next to plain HTTP on PORT.
 """
 
 from __future__ import annotations
@@ -17,17 +28,27 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
+import tempfile
+import threading
+import time
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BufferedIOBase
+from pathlib import Path
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 MAX_MESSAGE = 64 * 1024 * 1024
 
 NAME = os.environ.get("BACKEND_NAME") or socket.gethostname()
+RESPONSE_HEADERS: dict[str, str] = json.loads(os.environ.get("BACKEND_RESPONSE_HEADERS") or "{}")
+AUTH = os.environ.get("BACKEND_AUTH")
+AUTH_USER = os.environ.get("BACKEND_AUTH_USER") or "alice"
+MAX_DELAY = 30.0
 
 
 class WebSocketClosedError(Exception):
@@ -151,12 +172,36 @@ class Handler(BaseHTTPRequestHandler):
                 "body_length": self.read_body(),
             }
         ).encode()
-        self.send_response(200)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if "delay" in query:
+            time.sleep(min(float(query["delay"][0]), MAX_DELAY))
+        status, extra = 200, dict(RESPONSE_HEADERS)
+        if AUTH is not None and self.headers.get("Authorization") == AUTH:
+            extra["Remote-User"] = AUTH_USER
+        elif AUTH is not None:
+            status, extra["WWW-Authenticate"] = 401, 'Bearer realm="dockyard-test"'
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        if "stream" in query:
+            self.stream(body, min(float(query["stream"][0]), MAX_DELAY))
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def stream(self, body: bytes, pause: float) -> None:
+        """Finish the headers, send one chunk, wait ``pause`` seconds, send the rest."""
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        first, rest = body[:1], body[1:]
+        for index, part in enumerate((first, rest, b"")):
+            if index == 1:
+                time.sleep(pause)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.flush()
 
     def upgrade(self) -> None:
         """Do the RFC 6455 handshake, then echo until the peer closes."""
@@ -191,8 +236,24 @@ def main() -> None:
     signal.signal(signal.SIGTERM, terminate)
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
     server = Server(("0.0.0.0", port), Handler)
+    cert, key = os.environ.get("BACKEND_TLS_CERT"), os.environ.get("BACKEND_TLS_KEY")
+    if cert and key:
+        serve_tls(cert, key, int(os.environ.get("BACKEND_TLS_PORT") or 8443))
     print(f"listening {port}", flush=True)
     server.serve_forever()
+
+
+def serve_tls(cert: str, key: str, port: int) -> None:
+    """Serve the same handler over TLS on ``port`` in a thread, with the PEM cert and key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_file.write_text(cert)
+        key_file.write_text(key)
+        context.load_cert_chain(cert_file, key_file)
+    tls = Server(("0.0.0.0", port), Handler)
+    tls.socket = context.wrap_socket(tls.socket, server_side=True)
+    threading.Thread(target=tls.serve_forever, daemon=True).start()
 
 
 if __name__ == "__main__":

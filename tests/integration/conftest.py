@@ -11,7 +11,7 @@ import contextlib
 import http.client
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,24 @@ def start_backend(
 
     Requests make_network only so that containers are removed before the networks they use.
     """
+    with _backend_factory(docker_client, test_image, label_prefix) as create:
+        yield create
+
+
+@pytest.fixture(scope="module")
+def start_module_backend(
+    docker_client: DockerClient, test_image: str, label_prefix: str
+) -> Iterator[StartBackend]:
+    """Like start_backend, for containers every test of a module shares (removed at its end)."""
+    with _backend_factory(docker_client, test_image, label_prefix) as create:
+        yield create
+
+
+@contextlib.contextmanager
+def _backend_factory(
+    docker_client: DockerClient, test_image: str, label_prefix: str
+) -> Iterator[StartBackend]:
+    """The backend factory of start_backend; its containers are force-removed on exit."""
     created: list[Container] = []
     api = docker_client.api
 
@@ -195,10 +213,12 @@ def start_backend(
             container.reload()
         return container
 
-    yield create
-    for container in reversed(created):
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+    try:
+        yield create
+    finally:
+        for container in reversed(created):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
 
 
 def _wait_proxy_ready(proxy: Proxy, timeout: float = 15.0) -> None:
@@ -238,6 +258,39 @@ def run_proxy(
     Every call defaults to the same state dir (tmp_path/state), which suits restart tests;
     pass DOCKYARD_STATE_DIR to run two daemons at once.
     """
+
+    def failed() -> bool:
+        return any(report.failed for report in request.node.stash.get(_REPORTS, {}).values())
+
+    with _proxy_factory(tmp_path, label_prefix, failed) as run:
+        yield run
+
+
+@pytest.fixture(scope="module")
+def run_module_proxy(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    label_prefix: str,
+    start_module_backend: StartBackend,
+) -> Iterator[RunProxy]:
+    """Like run_proxy, for one daemon every test of a module shares (stopped at its end).
+
+    Its log tail is printed when any test of the module failed.
+    """
+    failures_before = request.session.testsfailed
+
+    def failed() -> bool:
+        return request.session.testsfailed > failures_before
+
+    with _proxy_factory(tmp_path_factory.mktemp("module"), label_prefix, failed) as run:
+        yield run
+
+
+@contextlib.contextmanager
+def _proxy_factory(
+    tmp_path: Path, label_prefix: str, failed: Callable[[], bool]
+) -> Iterator[RunProxy]:
+    """The daemon factory of run_proxy; on exit it stops them, with logs if ``failed()``."""
     proxies: list[Proxy] = []
 
     def run(**env_overrides: str | None) -> Proxy:
@@ -247,9 +300,14 @@ def run_proxy(
         _wait_proxy_ready(proxy)
         return proxy
 
-    yield run
-    reports = request.node.stash.get(_REPORTS, {})
-    failed = any(report.failed for report in reports.values())
+    try:
+        yield run
+    finally:
+        _stop_proxies(proxies, failed())
+
+
+def _stop_proxies(proxies: list[Proxy], failed: bool) -> None:
+    """Stop every daemon (printing its log tail when a test failed); raise what went wrong."""
     problems: list[str] = []
     for proxy in proxies:
         if failed:

@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -326,6 +327,22 @@ class Proxy:
         except (OSError, ValueError):
             return None
         return pid if b"nginx" in cmdline else None
+
+    def location_config(self, host: str, location: str) -> str:
+        """The body of ``location <location> {`` in the live nginx.conf's server for ``host``.
+
+        ``location`` is what follows the word, e.g. ``/`` or ``= /jatos``; the first server
+        block naming ``host`` that has it counts. AssertionError when none has it.
+        """
+        text = (self.state_dir / "nginx" / "nginx.conf").read_text()
+        opening = re.compile(
+            rf"^        location {re.escape(location)} \{{\n(.*?)^        \}}$", re.M | re.S
+        )
+        for server in re.findall(r"^    server \{\n(.*?)^    \}$", text, re.M | re.S):
+            found = opening.search(server)
+            if f"        server_name {host};\n" in server and found:
+                return str(found.group(1))
+        raise AssertionError(f"no `location {location}` for {host} in:\n{text}")
 
     def cleanup(self) -> None:
         """Stop the daemon and any nginx it left behind: only processes this test started."""

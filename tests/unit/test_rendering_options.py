@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -181,7 +182,8 @@ def test_access_checks_come_before_proxying() -> None:
     assert re.search(r"allow 10\.0\.0\.0/8;\s+allow fd00::/8;\s+deny all;", body)
     (name,) = auth_files(table({"dockyard.host": "a.test", "dockyard.auth.basic": f"admin:{APR1}"}))
     assert f"auth_basic_user_file /var/lib/dockyard/auth/{name};" in body
-    assert "limit_req zone=dockyard_rate_5_per_m burst=0 nodelay;" in body
+    # nginx 1.22 refuses burst=0: without a burst the limit is printed bare
+    assert "limit_req zone=dockyard_rate_5_per_m;" in body
     assert (
         'limit_req_zone "$binary_remote_addr$host" zone=dockyard_rate_5_per_m:10m rate=5r/m;'
         in text
@@ -300,3 +302,15 @@ def test_balancing_methods_go_into_their_own_upstreams() -> None:
     )
     assert re.search(r"# c0\n\s+ip_hash;\n\s+server 172\.17\.0\.2:80;", text)
     assert re.search(r"# c1\n\s+least_conn;\n\s+server 172\.17\.0\.3:80;", text)
+
+
+def test_unreachable_auth_server_fails_closed() -> None:
+    """A forward-auth check whose server is not running answers 503 (the client gets 500)."""
+    labels = {"dockyard.host": "a.test", "dockyard.auth.forward": "http://nobody-here:9091/"}
+    app = ContainerInfo("id", "app", tuple(labels.items()), exposed_ports=(80,))
+    app = dataclasses.replace(app, attachments=(Attachment("bridge", "172.17.0.2"),))
+    text = render(build_routes([app], RoutingContext()).table)
+    (uri,) = set(re.findall(r"auth_request (\S+);", text))
+    internal = location(text, f"= {uri}")
+    assert "return 503;" in internal
+    assert "proxy_pass" not in internal

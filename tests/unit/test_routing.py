@@ -355,3 +355,24 @@ def test_replicas_disagreeing_on_lb_are_reported() -> None:
     )
     assert result.table.routes[0].lb == "ip_hash"
     assert [p.event for p in result.problems] == ["route_conflict"]
+
+
+def test_forward_auth_reaches_unlabelled_containers_and_fails_closed_without_one() -> None:
+    """An unlabelled auth server is found; a one-word name nobody has fails closed."""
+    auth = dataclasses.replace(labelled("authelia", "172.17.0.9", {}), exposed_ports=())
+    app = labelled(
+        "app",
+        "172.17.0.2",
+        {"dockyard.host": "a.test", "dockyard.auth.forward": "http://authelia:9091/verify"},
+    )
+    found = build_routes([app], dataclasses.replace(CTX, others=(auth,)))
+    (route,) = found.table.routes
+    assert route.options.forward_auth is not None
+    assert route.options.forward_auth.address == "172.17.0.9"
+    assert found.problems == ()
+
+    missing = build_routes([app], CTX)
+    (route,) = missing.table.routes
+    assert route.options.forward_auth is not None
+    assert not route.options.forward_auth.reachable
+    assert [p.event for p in missing.problems] == ["auth_server_unknown"]

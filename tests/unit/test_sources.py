@@ -6,7 +6,13 @@ from typing import Any
 
 from daemon.routing import Attachment
 from daemon.settings import Settings
-from daemon.sources import DockerSource, container_from_inspect, event_matters, own_container_id
+from daemon.sources import (
+    DockerSource,
+    container_from_inspect,
+    container_from_summary,
+    event_matters,
+    own_container_id,
+)
 
 INSPECT: dict[str, Any] = {
     "Id": "c" * 64,
@@ -115,3 +121,44 @@ def test_events_without_our_labels_or_known_containers_are_ignored() -> None:
     assert matters(event("network", "disconnect", "n", container="me"))
     assert matters(event("container", "update", "me"))
     assert not matters(event("container", "update", "me"), own=None)
+
+
+def test_events_of_auth_servers_matter_without_labels() -> None:
+    """A container named by a forward-auth URL wakes a pass by name or compose service."""
+
+    def event(**attributes: str) -> dict[str, Any]:
+        return {
+            "Type": "container",
+            "Action": "start",
+            "Actor": {"ID": "x", "Attributes": attributes},
+        }
+
+    watched = frozenset({"authelia"})
+    assert event_matters(event(name="authelia"), "dockyard", set(), None, watched)
+    assert event_matters(
+        event(name="stack-authelia-1", **{"com.docker.compose.service": "authelia"}),
+        "dockyard",
+        set(),
+        None,
+        watched,
+    )
+    assert not event_matters(event(name="other"), "dockyard", set(), None, watched)
+
+
+def test_unlabelled_containers_are_read_from_their_list_entry() -> None:
+    """Name, compose service, health and addresses come from the list entry, no inspect."""
+    info = container_from_summary(
+        {
+            "Id": "abc",
+            "Names": ["/stack-authelia-1"],
+            "Labels": {"com.docker.compose.service": "authelia", "other": "x"},
+            "Status": "Up 2 minutes (health: starting)",
+            "HostConfig": {"NetworkMode": "stack_default"},
+            "NetworkSettings": {"Networks": {"stack_default": {"IPAddress": "172.20.0.5"}}},
+        }
+    )
+    assert info.name == "stack-authelia-1"
+    assert info.labels == (("com.docker.compose.service", "authelia"),)
+    assert info.health == "starting"
+    assert not info.ready
+    assert info.attachments == (Attachment("stack_default", "172.20.0.5"),)
