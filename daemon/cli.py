@@ -2,7 +2,9 @@
 
 ``dockyard run`` runs the daemon; ``dockyard render`` prints the config it would write
 for the containers running now; ``dockyard import-traefik`` moves a Traefik v1
-``acme.json`` into the certificate store (exit code 1 when it refuses, nothing written).
+``acme.json`` into the certificate store (exit code 1 when it refuses, nothing written);
+``dockyard check`` reads compose files, never Docker, and prints the routes and problems
+they would give (exit code 1 on errors).
 Flags mirror the ``DOCKYARD_*`` variables and win over them; a bad setting stops startup
 with one ``settings_invalid`` line and exit code 2.
 """
@@ -26,7 +28,6 @@ from daemon.logs import configure_logging
 from daemon.rendering import make_environment, render_config
 from daemon.routing import build_routes
 from daemon.settings import Settings, load_settings
-from daemon.sources import DockerSource
 
 log = structlog.get_logger("daemon.cli")
 
@@ -72,6 +73,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="ACME directory URL of the CA Traefik used (its caServer); $DOCKYARD_ACME_DIRECTORY",
     )
+    checking = commands.add_parser(
+        "check",
+        help="print the routes and label problems of compose files, without Docker "
+        "(exit 1 on errors, 2 when a file cannot be read)",
+    )
+    checking.add_argument("files", metavar="COMPOSE_FILE", type=Path, nargs="+")
+    checking.add_argument("--format", choices=("text", "json"), default="text")
+    checking.add_argument("-p", "--project-name", metavar="NAME", help="as docker compose -p")
+    checking.add_argument(
+        "--label-prefix", dest="DOCKYARD_LABEL_PREFIX", metavar="VALUE", default=argparse.SUPPRESS
+    )
     return parser
 
 
@@ -100,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import-traefik":
         configure_logging(settings.log_format)
         return import_traefik(settings, args.source)
+    if args.command == "check":
+        from daemon import compose_check  # noqa: PLC0415 - loads yaml: only here
+
+        return compose_check.run_check(
+            args.files, os.environ, settings, output=args.format, project_name=args.project_name
+        )
     from daemon.running import run  # noqa: PLC0415 - keeps `render` and `--version` light
 
     return run(settings)
@@ -108,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def render(settings: Settings) -> int:
     """Print the config for the running containers to stdout; problems go to stderr."""
     from daemon.running import builtin_templates, detect_facts  # noqa: PLC0415
+    from daemon.sources import DockerSource  # noqa: PLC0415 - `check` never loads docker
 
     try:
         snapshot = DockerSource(settings).snapshot()

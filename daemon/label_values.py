@@ -33,6 +33,10 @@ _HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _HEADER_VALUE_RE = re.compile(r"^[\x20-\x7e]{0,4096}$")
 # nginx's longest config word (NGX_CONF_BUFFER is 4096), with room for the directive's line
 _MAX_NGINX_WORD = 4000
+# A path reaches nginx inside a rewrite pattern where each punctuation character becomes
+# three ([.]); URLs gain at most a few braces. Both stay well inside one nginx word.
+_MAX_PATH = 1000
+_MAX_URL = 2000
 _SIZE_RE = re.compile(r"^([0-9]{1,10})([kmg]?)$")
 _DURATION_RE = re.compile(r"^([0-9]{1,9})(ms|s|m|h|d)?$")
 _RATE_RE = re.compile(r"^([0-9]{1,6})r/(s|m)$")
@@ -128,6 +132,8 @@ def parse_path(label: str, value: str) -> str:
     text = value.strip()
     if not text.startswith("/"):
         raise LabelError(label, value, "a path starting with '/'")
+    if len(text) > _MAX_PATH:
+        raise LabelError(label, value, f"at most {_MAX_PATH} characters")
     segments = text.strip("/").split("/") if text != "/" else []
     for segment in segments:
         if segment in (".", "..") or not _PATH_SEGMENT_RE.match(segment):
@@ -313,13 +319,13 @@ def parse_rate(label: str, value: str) -> str:
 def parse_url(label: str, value: str) -> Url:
     """An ``http``/``https`` URL whose parts contain no nginx syntax."""
     text = value.strip()
-    match = _URL_RE.match(text)
+    match = _URL_RE.match(text) if len(text) <= _MAX_URL else None
     if match is None:
         raise LabelError(
             label,
             value,
-            "an http:// or https:// URL of a host, an optional port and a path "
-            "(no spaces, quotes, ';', '#', '$' or braces)",
+            f"an http:// or https:// URL of at most {_MAX_URL} characters: a host, an "
+            "optional port and a path (no spaces, quotes, ';', '#', '$' or braces)",
         )
     host = match.group("host").lower()
     if not host.startswith("["):
@@ -340,6 +346,8 @@ def parse_redirect_target(label: str, value: str) -> str:
     variable can never run into following text; everything else is a safe literal.
     """
     text = value.strip()
+    if len(text) > _MAX_URL:
+        raise LabelError(label, value, f"at most {_MAX_URL} characters")
     if not _REDIRECT_RE.match(text):
         raise LabelError(label, value, "a URL starting with http:// or https://, or www, or apex")
     pieces = re.split(r"(\$\{?[a-z_]+\}?)", text)

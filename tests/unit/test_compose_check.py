@@ -1,0 +1,454 @@
+"""``dockyard check``: compose files read without Docker, routed, and judged for CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon import cli
+from daemon.compose_check import ComposeError, read_compose
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = """
+services:
+  web:
+    image: traefik/whoami
+    labels:
+      dockyard.host: app.example.com
+      dockyard.port: 8080
+      dockyard.websocket: "true"
+  db:
+    image: postgres
+"""
+
+Check = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A directory named like a compose project."""
+    path = tmp_path / "shop"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[int, str, str]]:
+    """Run ``dockyard check ARGS`` in-process: exit code, stdout, stderr."""
+    for variable in [v for v in os.environ if v.startswith(("DOCKYARD_", "COMPOSE_"))]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        code = cli.main(["check", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write(directory: Path, text: str, name: str = "compose.yml") -> Path:
+    """Write a compose file (dedented) and return its path."""
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def as_json(check: Check, *files: Path) -> tuple[int, dict[str, Any]]:
+    """Run the check with ``--format json``; exit code and the parsed document."""
+    code, out, _ = check("--format", "json", *files)
+    return code, json.loads(out)
+
+
+def service(document: dict[str, Any], name: str) -> dict[str, Any]:
+    """One service of the JSON report."""
+    (found,) = [s for s in document["services"] if s["name"] == name]
+    assert isinstance(found, dict)
+    return found
+
+
+def labels_of(
+    project: Path, labels: dict[str, str], env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The labels of a one-service file after interpolation, without compose's own."""
+    body = "".join(f"      {key}: {json.dumps(value)}\n" for key, value in labels.items())
+    path = write(project, "services:\n  app:\n    labels:\n" + body)
+    (app,) = read_compose([path], env or {}).services
+    return dict(app.labels)
+
+
+def test_good_file_prints_routes_and_exits_zero(project: Path, check: Check) -> None:
+    """Each service is listed with its routes (host, path, port, options); exit 0."""
+    code, out, err = check(write(project, GOOD))
+    assert code == 0, out + err
+    assert "web:\n  route    app.example.com/ -> port 8080  [websocket=on" in out
+    assert "db:\n  no routes" in out
+    assert out.endswith("2 services, 1 route, 0 errors, 0 warnings: ok\n")
+
+
+def test_typo_label_warns_with_suggestion_and_exits_zero(project: Path, check: Check) -> None:
+    """An unknown label is a warning naming the closest known label; the route still counts."""
+    text = GOOD.replace("dockyard.websocket", "dockyard.websockt")
+    code, out, _ = check(write(project, text))
+    assert code == 0
+    assert "warning  label_unknown: dockyard.websockt (did you mean dockyard.websocket?)" in out
+    assert "1 route, 0 errors, 1 warning: ok" in out
+
+
+def test_bad_value_is_an_error_naming_service_label_value_reason(
+    project: Path, check: Check
+) -> None:
+    """An invalid value fails the check: service, label, value and reason are all printed."""
+    path = write(project, GOOD.replace("dockyard.port: 8080", "dockyard.port: 80a"))
+    code, out, _ = check(path)
+    assert code == 1
+    assert (
+        "web:\n  error    label_invalid: dockyard.port='80a': a port number from 1 to 65535" in out
+    )
+    assert out.endswith("1 error, 0 warnings: not ready to deploy\n")
+    code, document = as_json(check, path)
+    assert code == 1
+    assert service(document, "web")["problems"] == [
+        {
+            "service": "web",
+            "level": "error",
+            "event": "label_invalid",
+            "label": "dockyard.port",
+            "value": "80a",
+            "reason": "a port number from 1 to 65535",
+        }
+    ]
+
+
+def test_list_form_labels_are_read(project: Path, check: Check) -> None:
+    """Labels written as a list of ``key=value`` (values may contain '=') work like a mapping."""
+    path = write(
+        project,
+        """
+        services:
+          api:
+            labels:
+              - dockyard.host=api.example.com
+              - dockyard.port=9000
+              - dockyard.path=/v1
+              - dockyard.headers.X-Note=a=b
+        """,
+    )
+    code, document = as_json(check, path)
+    assert code == 0
+    (route,) = service(document, "api")["routes"]
+    assert (route["host"], route["path"], route["port"]) == ("api.example.com", "/v1", 9000)
+    assert route["options"] == {"headers": "X-Note"}
+    (api,) = read_compose([path], {}).services
+    assert dict(api.labels)["dockyard.headers.X-Note"] == "a=b"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("${NAME}.example.com", "shop.example.com"),
+        ("$NAME.example.com", "shop.example.com"),
+        ("${MISSING:-dflt}", "dflt"),
+        ("${EMPTY:-dflt}", "dflt"),
+        ("${EMPTY-dflt}", ""),
+        ("${MISSING:-${NAME}}", "shop"),
+        ("${NAME:+set}", "set"),
+        ("${MISSING+set}", ""),
+        ("$$apr1$$x", "$apr1$x"),
+        ("costs $5", "costs $5"),
+    ],
+)
+def test_interpolation_follows_compose(project: Path, value: str, expected: str) -> None:
+    """``$VAR``, ``${VAR}``, defaults, alternatives and ``$$`` expand as compose expands them."""
+    env = {"NAME": "shop", "EMPTY": ""}
+    assert labels_of(project, {"dockyard.host": value}, env)["dockyard.host"] == expected
+
+
+def test_dotenv_next_to_the_file_fills_variables_and_environment_wins(project: Path) -> None:
+    """``.env`` beside the (first) file supplies variables; the environment overrides it."""
+    (project / ".env").write_text(
+        '# settings\nexport DOMAIN="example.org"\nPORT=8080 # app\nPATH_X=/env\n'
+    )
+    labels = {
+        "dockyard.host": "app.${DOMAIN}",
+        "dockyard.port": "$PORT",
+        "dockyard.path": "$PATH_X",
+    }
+    got = labels_of(project, labels, {"PATH_X": "/shell"})
+    assert got["dockyard.host"] == "app.example.org"
+    assert got["dockyard.port"] == "8080"
+    assert got["dockyard.path"] == "/shell"
+
+
+def test_unset_variable_is_a_warning(project: Path, check: Check) -> None:
+    """A variable nobody set becomes empty, as in compose, and the check says which."""
+    path = write(project, GOOD.replace("app.example.com", "app.example.com${SUFFIX}"))
+    code, out, _ = check(path)
+    assert code == 0
+    assert "warning  variable_unset: $SUFFIX: not set: compose uses an empty string" in out
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("${DOMAIN:?set DOMAIN first}", "DOMAIN: set DOMAIN first"),
+        ("${DOMAIN", "unclosed '${'"),
+        ("${1DOMAIN}", "invalid interpolation '${1DOMAIN}'"),
+    ],
+)
+def test_interpolation_errors_make_the_file_unusable(
+    project: Path, check: Check, label: str, message: str
+) -> None:
+    """Required-but-unset and malformed ``${...}`` stop the check with exit 2, like compose."""
+    code, out, err = check(write(project, GOOD.replace("app.example.com", label)))
+    assert code == 2
+    assert out == ""
+    assert "services.web.labels.dockyard.host: " + message in err
+
+
+def test_json_format_is_one_parseable_document(project: Path, check: Check) -> None:
+    """``--format json`` prints one document with counts, services, routes and problems."""
+    code, document = as_json(check, write(project, GOOD))
+    assert code == 0
+    assert document["project"] == "shop"
+    assert (document["errors"], document["warnings"], document["problems"]) == (0, 0, [])
+    assert [s["name"] for s in document["services"]] == ["web", "db"]
+    assert service(document, "web")["routes"] == [
+        {
+            "host": "app.example.com",
+            "path": "/",
+            "exact": False,
+            "port": 8080,
+            "options": {
+                "websocket": "on",
+                "buffering": "off",
+                "timeout.read": "7d",
+                "timeout.send": "7d",
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("missing.yml", None, "No such file or directory"),
+        ("broken.yml", "services: [unclosed", "not valid YAML"),
+        ("list.yml", "- a\n- b\n", "the top level must be a mapping"),
+        ("labels.yml", "services:\n  a:\n    labels: 5\n", "services.a.labels must be a mapping"),
+        (
+            "net.yml",
+            "services:\n  a:\n    networks: [front]\n",
+            "services.a.networks: 'front' is declared in no file",
+        ),
+    ],
+)
+def test_unusable_file_exits_two(
+    project: Path, check: Check, name: str, text: str | None, message: str
+) -> None:
+    """A missing file, broken YAML or a file that is not a compose file: exit 2, on stderr."""
+    path = project / name
+    if text is not None:
+        path.write_text(text)
+    code, out, err = check(path)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"dockyard check: {path}") and message in err
+
+
+def test_later_files_override_labels_like_compose(project: Path, check: Check) -> None:
+    """``check a.yml b.yml`` merges as ``docker compose -f a.yml -f b.yml``: later labels win."""
+    base = write(project, GOOD.replace("dockyard.port: 8080", "dockyard.port: 80a"))
+    override = write(
+        project,
+        """
+        services:
+          web:
+            labels:
+              - dockyard.port=8081
+            expose: ["9000"]
+        """,
+        "compose.override.yml",
+    )
+    assert check(base)[0] == 1
+    code, document = as_json(check, base, override)
+    assert code == 0
+    assert document["files"] == [str(base), str(override)]
+    (route,) = service(document, "web")["routes"]
+    assert (route["host"], route["port"]) == ("app.example.com", 8081)
+
+
+def test_yaml_words_stay_text_as_in_compose(project: Path, check: Check) -> None:
+    """Unquoted ``off``/``yes`` and ``22:22`` are text (YAML 1.2), not YAML 1.1 booleans."""
+    path = write(
+        project,
+        """
+        services:
+          web:
+            ports: [8080:80]
+            labels:
+              dockyard.host: app.example.com
+              dockyard.tls: off
+              dockyard.websocket: yes
+        """,
+    )
+    code, document = as_json(check, path)
+    assert code == 0, document
+    (route,) = service(document, "web")["routes"]
+    assert route["port"] == 80
+    assert route["options"]["tls"] == "off"
+    assert route["options"]["websocket"] == "on"
+
+
+def test_no_port_and_no_expose_is_a_warning(project: Path, check: Check) -> None:
+    """Without a port label or expose/ports the image's EXPOSE decides: a warning, exit 0."""
+    code, out, _ = check(write(project, GOOD.replace("dockyard.port: 8080", "")))
+    assert code == 0
+    assert "route    app.example.com/ -> port from the image's EXPOSE" in out
+    assert "warning  port_unverified: no dockyard.port label and no expose or ports entry" in out
+
+
+def test_several_exposed_ports_without_port_label_is_an_error(project: Path, check: Check) -> None:
+    """Two ports in expose/ports and no port label: the daemon would skip it, so exit 1."""
+    text = GOOD.replace("dockyard.port: 8080", "").replace(
+        "image: traefik/whoami", 'image: x\n    expose: ["80"]\n    ports: ["8443:443"]'
+    )
+    code, out, _ = check(write(project, text))
+    assert code == 1
+    assert "error    container_skipped: no dockyard.port label and 2 exposed ports" in out
+
+
+def test_network_label_must_name_the_docker_network(project: Path, check: Check) -> None:
+    """Compose prefixes network names with the project: a label naming the key is an error."""
+    text = """
+        services:
+          api:
+            networks: [backend, proxy]
+            labels:
+              dockyard.host: api.example.com
+              dockyard.port: 80
+              dockyard.network: {network}
+        networks:
+          backend: {{}}
+          proxy:
+            external: true
+        """
+    code, out, _ = check(write(project, text.format(network="backend")))
+    assert code == 1
+    assert (
+        "error    container_skipped: not attached to network 'backend' named by its label; "
+        "networks: shop_backend, proxy (project shop)" in out
+    )
+    for network in ("shop_backend", "proxy"):
+        assert check(write(project, text.format(network=network)))[0] == 0
+    assert check(write(project, text.format(network="shop_backend")), "-p", "prod")[0] == 1
+
+
+def test_replicas_that_disagree_are_an_error(project: Path, check: Check) -> None:
+    """Two services on one host and path with different options: ``route_conflict``, exit 1."""
+    path = write(
+        project,
+        """
+        services:
+          a:
+            labels: {dockyard.host: a.test, dockyard.port: 80, dockyard.websocket: "true"}
+          b:
+            labels: {dockyard.host: a.test, dockyard.port: 80}
+        """,
+    )
+    code, document = as_json(check, path)
+    assert code == 1
+    (problem,) = service(document, "b")["problems"]
+    assert (problem["level"], problem["event"]) == ("error", "route_conflict")
+    assert service(document, "a")["problems"] == []
+
+
+def test_dockyard_labels_under_deploy_are_a_warning(project: Path, check: Check) -> None:
+    """Labels under ``deploy.labels`` never reach the container: the check says so."""
+    text = GOOD.replace(
+        "    labels:", "    deploy:\n      labels:\n        dockyard.host: x.test\n    labels:"
+    )
+    code, out, _ = check(write(project, text))
+    assert code == 0
+    assert "warning  label_in_deploy: dockyard.host: deploy.labels are for swarm services" in out
+
+
+def test_traefik_v1_labels_are_checked_through_routing(project: Path, check: Check) -> None:
+    """Traefik v1 labels go through the daemon's routing: routes, ignored keys, bad values."""
+    path = write(
+        project,
+        """
+        services:
+          old:
+            labels:
+              traefik.frontend.rule: "Host:old.example.com;PathPrefixStrip:/app"
+              traefik.port: "8080"
+              traefik.backend.healthcheck.path: /health
+          bad:
+            labels:
+              - traefik.frontend.rule=Host:bad..example.com
+        """,
+    )
+    code, document = as_json(check, path)
+    assert code == 1
+    old = service(document, "old")
+    assert [(r["host"], r["path"], r["port"]) for r in old["routes"]] == [
+        ("old.example.com", "/app", 8080)
+    ]
+    assert [(p["level"], p["label"]) for p in old["problems"]] == [
+        ("warning", "traefik.backend.healthcheck.path")
+    ]
+    (problem,) = service(document, "bad")["problems"]
+    assert (problem["level"], problem["label"]) == ("error", "traefik.frontend.rule")
+
+
+def test_label_prefix_comes_from_settings_or_the_flag(
+    project: Path, check: Check, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only labels under the configured prefix are read; the flag may follow ``check``."""
+    path = write(project, GOOD.replace("dockyard.", "proxy."))
+    assert "1 service" not in check(path)[1]
+    assert "web:\n  no routes" in check(path)[1]
+    assert "route    app.example.com/" in check(path, "--label-prefix", "proxy")[1]
+    monkeypatch.setenv("DOCKYARD_LABEL_PREFIX", "proxy")
+    assert "route    app.example.com/" in check(path)[1]
+
+
+def test_python_m_daemon_check_runs_without_docker(project: Path) -> None:
+    """``python -m daemon check`` works as a subprocess and never loads the Docker source."""
+    path = write(project, GOOD.replace("dockyard.port: 8080", "dockyard.port: 0"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    env["DOCKER_HOST"] = "tcp://192.0.2.1:1"  # would hang or fail if anything asked Docker
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error    label_invalid: dockyard.port='0'" in done.stdout
+    probe = (
+        "import sys; from daemon import compose_check; "
+        "assert 'daemon.sources' not in sys.modules and 'docker' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, timeout=60)
+
+
+def test_read_compose_raises_compose_error_for_unknown_network(project: Path) -> None:
+    """A service on a network no file declares is refused before routing, like compose does."""
+    path = write(project, "services:\n  a:\n    networks: [nope]\n")
+    with pytest.raises(ComposeError, match="'nope' is declared in no file"):
+        read_compose([path], {})
