@@ -23,6 +23,9 @@ from daemon.errors import LabelError
 _HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~@:+-]+$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Names of named routes (dockyard.route.<name>.*), and of the Traefik segments that become them.
+ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _ACME_PATH = "/.well-known/acme-challenge"
 _OWN_PATH = "/.dockyard"
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -90,6 +93,12 @@ class Url:
     def authority(self) -> str:
         """``host:port`` as nginx's ``proxy_pass`` wants it."""
         return f"{self.host}:{self.port}"
+
+
+def check_plain_text(label: str, value: str) -> None:
+    """Refuse control characters (line breaks, tabs) anywhere in a label value."""
+    if _CONTROL_RE.search(value):
+        raise LabelError(label, value, "control characters (line breaks, tabs) are not allowed")
 
 
 def parse_host(label: str, value: str) -> tuple[str, ...]:

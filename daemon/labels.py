@@ -14,15 +14,16 @@ set from the plain labels.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, TypeVar
 
 from daemon.errors import LabelError
 from daemon.label_values import (
+    ROUTE_NAME_RE,
     Hsts,
     Url,
+    check_plain_text,
     closest_key,
     parse_bool,
     parse_choice,
@@ -49,6 +50,7 @@ __all__ = [
     "ForwardAuth",
     "Hsts",
     "IgnoredLabel",
+    "LabelSource",
     "ParsedLabels",
     "RateLimit",
     "Redirect",
@@ -59,8 +61,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 TLS_MODES = ("acme", "self-signed", "off")
 HTTPS_MODES = ("redirect", "both", "only")
 SCHEMES = ("http", "https", "https+insecure")
@@ -252,8 +252,13 @@ def _suggest(key: str) -> str | None:
     return found
 
 
-class _Source:
-    """The labels one route reads, each remembered with the full label name it came from."""
+class LabelSource:
+    """The labels one route reads, each remembered with the full label name it came from.
+
+    Keys are the part after the prefix (``host``, ``auth.forward``); values are (full label
+    name, raw value), so every error names the label the user wrote (the Traefik dialect's
+    frontends extend it with their own readers).
+    """
 
     def __init__(self, values: Mapping[str, tuple[str, str]]) -> None:
         self.values = values
@@ -273,6 +278,15 @@ class _Source:
         label, value = self.values[key]
         return parse(label, value)
 
+    def optional(self, key: str, parse: Callable[[str, str], _T]) -> _T | None:
+        """The parsed value, or None when the label is absent."""
+        return parse(*self.values[key]) if key in self.values else None
+
+    def requires(self, key: str, needed: str) -> None:
+        """Refuse ``key`` when the label it only qualifies (``needed``) is absent."""
+        if key in self.values and needed not in self.values:
+            raise LabelError(self.label(key), self.raw(key), f"needs {needed}")
+
     def named(self, stem: str) -> list[tuple[str, str, str]]:
         """(header name, label, value) of every ``<stem>.<Name>`` key, by name."""
         prefix = stem + "."
@@ -283,7 +297,7 @@ class _Source:
         )
 
 
-def _response_headers(src: _Source) -> tuple[tuple[str, str], ...]:
+def _response_headers(src: LabelSource) -> tuple[tuple[str, str], ...]:
     headers: dict[str, tuple[str, str, str]] = {}  # lower name -> (name, value, label)
 
     def put(name: str, value: str, label: str) -> None:
@@ -299,11 +313,15 @@ def _response_headers(src: _Source) -> tuple[tuple[str, str], ...]:
             value = text
         else:
             value = parse_choice(src.label("frame"), text, FRAME_OPTIONS).upper()
-        put("X-Frame-Options", parse_header_value(src.label("frame"), value), src.label("frame"))
+        put(
+            _SHORTHAND_HEADERS["frame"],
+            parse_header_value(src.label("frame"), value),
+            src.label("frame"),
+        )
     if src.get("nosniff", parse_bool, default=False):
-        put("X-Content-Type-Options", "nosniff", src.label("nosniff"))
+        put(_SHORTHAND_HEADERS["nosniff"], "nosniff", src.label("nosniff"))
     if src.get("xss_filter", parse_bool, default=False):
-        put("X-XSS-Protection", "1; mode=block", src.label("xss_filter"))
+        put(_SHORTHAND_HEADERS["xss_filter"], "1; mode=block", src.label("xss_filter"))
     for key in ("csp", "permissions_policy"):
         if key in src:
             put(_SHORTHAND_HEADERS[key], src.get(key, parse_header_value, ""), src.label(key))
@@ -313,7 +331,7 @@ def _response_headers(src: _Source) -> tuple[tuple[str, str], ...]:
             parse_choice(label, part, REFERRER_POLICIES)
             for part in src.raw("referrer_policy").split(",")
         ]
-        put("Referrer-Policy", ", ".join(policies), label)
+        put(_SHORTHAND_HEADERS["referrer_policy"], ", ".join(policies), label)
     for name, label, value in src.named("headers"):
         put(
             parse_header_name(label, name, managed=_RESPONSE_MANAGED),
@@ -323,21 +341,18 @@ def _response_headers(src: _Source) -> tuple[tuple[str, str], ...]:
     return tuple((name, value) for name, value, _ in sorted(headers.values()))
 
 
-def _request_headers(src: _Source) -> tuple[tuple[str, str], ...]:
+def _request_headers(src: LabelSource) -> tuple[tuple[str, str], ...]:
     return tuple(
         (parse_header_name(label, name), parse_header_value(label, value))
         for name, label, value in src.named("request_headers")
     )
 
 
-def _forward_auth(src: _Source) -> ForwardAuth | None:
-    if "auth.forward" not in src:
-        if "auth.forward.response_headers" in src:
-            label = src.label("auth.forward.response_headers")
-            raise LabelError(label, src.raw("auth.forward.response_headers"), "needs auth.forward")
+def _forward_auth(src: LabelSource) -> ForwardAuth | None:
+    src.requires("auth.forward.response_headers", "auth.forward")
+    url = src.optional("auth.forward", parse_url)
+    if url is None:
         return None
-    url = src.get("auth.forward", parse_url, None)
-    assert url is not None
     names: tuple[str, ...] = ()
     if "auth.forward.response_headers" in src:
         label = src.label("auth.forward.response_headers")
@@ -349,12 +364,9 @@ def _forward_auth(src: _Source) -> ForwardAuth | None:
     return ForwardAuth(url, names)
 
 
-def _redirect(src: _Source) -> Redirect | None:
+def _redirect(src: LabelSource) -> Redirect | None:
+    src.requires("redirect.permanent", "redirect.to")
     if "redirect.to" not in src:
-        if "redirect.permanent" in src:
-            raise LabelError(
-                src.label("redirect.permanent"), src.raw("redirect.permanent"), "needs redirect.to"
-            )
         return None
     permanent = src.get("redirect.permanent", parse_bool, default=False)
     text = src.raw("redirect.to").strip().lower()
@@ -365,20 +377,15 @@ def _redirect(src: _Source) -> Redirect | None:
     )
 
 
-def _options(src: _Source) -> RouteOptions:
+def _options(src: LabelSource) -> RouteOptions:
     websocket = src.get("websocket", parse_bool, default=False)
-    rate_limit = None
-    if "rate_limit" in src:
-        rate_limit = RateLimit(
-            src.get("rate_limit", parse_rate, ""),
-            src.get("rate_limit.burst", lambda lb, v: parse_int(lb, v, 0, 100000), 0),
-        )
-    elif "rate_limit.burst" in src:
-        raise LabelError(
-            src.label("rate_limit.burst"), src.raw("rate_limit.burst"), "needs rate_limit"
-        )
+    long_wait = _WEBSOCKET_TIMEOUT if websocket else None
+    src.requires("rate_limit.burst", "rate_limit")
+    rate = src.optional("rate_limit", parse_rate)
+    burst = src.get("rate_limit.burst", lambda lb, v: parse_int(lb, v, 0, 100000), 0)
+    rate_limit = RateLimit(rate, burst) if rate is not None else None
     strip = src.get("path.strip", parse_bool, default=False)
-    replace_path = src.get("path.replace", parse_path, None)
+    replace_path = src.optional("path.replace", parse_path)
     if replace_path is not None and strip:
         raise LabelError(
             src.label("path.replace"),
@@ -387,7 +394,7 @@ def _options(src: _Source) -> RouteOptions:
         )
     return RouteOptions(
         strip=strip,
-        add_prefix=src.get("path.add_prefix", parse_path, None),
+        add_prefix=src.optional("path.add_prefix", parse_path),
         replace_path=replace_path,
         websocket=websocket,
         buffering=src.get("buffering", parse_bool, default=not websocket),
@@ -397,29 +404,17 @@ def _options(src: _Source) -> RouteOptions:
         basic_auth=src.get("auth.basic", parse_users, ()),
         forward_auth=_forward_auth(src),
         rate_limit=rate_limit,
-        max_body_size=src.get("max_body_size", _size_or_none, None),
-        connect_timeout=src.get("timeout.connect", _duration_or_none, None),
-        read_timeout=src.get(
-            "timeout.read", _duration_or_none, _WEBSOCKET_TIMEOUT if websocket else None
-        ),
-        send_timeout=src.get(
-            "timeout.send", _duration_or_none, _WEBSOCKET_TIMEOUT if websocket else None
-        ),
+        max_body_size=src.optional("max_body_size", parse_size),
+        connect_timeout=src.optional("timeout.connect", parse_duration),
+        read_timeout=src.optional("timeout.read", parse_duration) or long_wait,
+        send_timeout=src.optional("timeout.send", parse_duration) or long_wait,
         redirect=_redirect(src),
         scheme=src.get("scheme", lambda lb, v: parse_choice(lb, v, SCHEMES), "http"),
         pass_host_header=src.get("pass_host_header", parse_bool, default=True),
     )
 
 
-def _size_or_none(label: str, value: str) -> str | None:
-    return parse_size(label, value)
-
-
-def _duration_or_none(label: str, value: str) -> str | None:
-    return parse_duration(label, value)
-
-
-def _route(name: str, src: _Source, prefix: str) -> RouteLabels:
+def _route(name: str, src: LabelSource, prefix: str) -> RouteLabels:
     """One route from its labels; raises ``LabelError`` on the first bad value."""
     if "host" not in src:
         raise LabelError(
@@ -428,13 +423,13 @@ def _route(name: str, src: _Source, prefix: str) -> RouteLabels:
     route = RouteLabels(
         name=name,
         hosts=parse_host(src.label("host"), src.raw("host")),
-        port=src.get("port", _port_or_none, None),
+        port=src.optional("port", parse_port),
         paths=src.get("path", parse_paths, ("/",)),
         exact=src.get("path.exact", parse_bool, default=False),
-        network=src.get("network", _network_or_none, None),
-        tls=src.get("tls", lambda lb, v: parse_choice(lb, v, TLS_MODES), None),
-        https=src.get("https", lambda lb, v: parse_choice(lb, v, HTTPS_MODES), None),
-        hsts=src.get("hsts", _hsts_or_none, None),
+        network=src.optional("network", parse_network),
+        tls=src.optional("tls", lambda lb, v: parse_choice(lb, v, TLS_MODES)),
+        https=src.optional("https", lambda lb, v: parse_choice(lb, v, HTTPS_MODES)),
+        hsts=src.optional("hsts", parse_hsts),
         lb=src.get("lb", lambda lb, v: parse_choice(lb, v, LB_METHODS), "round_robin"),
         priority=src.get("priority", lambda lb, v: parse_int(lb, v, -1000000, 1000000), 0),
         options=_options(src),
@@ -446,18 +441,6 @@ def _route(name: str, src: _Source, prefix: str) -> RouteLabels:
                     src.label(key), src.raw(key), f"needs TLS, but {prefix}.tls is off"
                 )
     return route
-
-
-def _port_or_none(label: str, value: str) -> int | None:
-    return parse_port(label, value)
-
-
-def _network_or_none(label: str, value: str) -> str | None:
-    return parse_network(label, value)
-
-
-def _hsts_or_none(label: str, value: str) -> Hsts | Literal["off"] | None:
-    return parse_hsts(label, value)
 
 
 def expand_host_redirects(route: RouteLabels) -> tuple[RouteLabels, ...]:
@@ -496,7 +479,7 @@ def expand_host_redirects(route: RouteLabels) -> tuple[RouteLabels, ...]:
     return (plain, *redirects)
 
 
-def _check_wildcards(route: RouteLabels, src: _Source) -> None:
+def _check_wildcards(route: RouteLabels, src: LabelSource) -> None:
     redirect = route.options.redirect
     if (
         redirect is not None
@@ -521,7 +504,7 @@ def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
         full = dotted + key
         if key.startswith("route."):
             name, _, rest = key[len("route.") :].partition(".")
-            if not _ROUTE_NAME_RE.match(name) or not rest:
+            if not ROUTE_NAME_RE.match(name) or not rest:
                 raise LabelError(
                     full,
                     value,
@@ -538,20 +521,19 @@ def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
             suggestion = _suggest(key)
             unknown.append(UnknownLabel(full, where + suggestion if suggestion else None))
             continue
-        if _CONTROL_RE.search(value):
-            raise LabelError(full, value, "control characters (line breaks, tabs) are not allowed")
+        check_plain_text(full, value)
         target[key] = (full, value)
 
     if "enable" in plain and not parse_bool(*plain["enable"]):
         return ParsedLabels((), tuple(unknown), reason=f"{dotted}enable is false")
     routes: list[RouteLabels] = []
     if "host" in plain:
-        src = _Source(plain)
+        src = LabelSource(plain)
         route = _route("", src, prefix)
         _check_wildcards(route, src)
         routes.extend(expand_host_redirects(route))
     for name, own in sorted(named.items()):
-        src = _Source({**plain, **own})
+        src = LabelSource({**plain, **own})
         if "enable" in own and not parse_bool(*own["enable"]):
             continue
         route = _route(name, src, prefix)

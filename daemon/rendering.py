@@ -121,7 +121,6 @@ class LocationPlan:
 
     path: str
     strip: bool
-    websocket: bool
     target: str | None
     exact: bool = False
     bare: bool = False
@@ -186,8 +185,6 @@ class Layout:
     redirect_hosts: tuple[str, ...] = ()
     # (zone name, rate) of every rate_limit value in use
     rate_zones: tuple[tuple[str, str], ...] = ()
-    # (file name, content) of every htpasswd file the config names
-    auth_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,16 +321,17 @@ def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = No
         hashes=_hash_sizes(by_host, len(maps)),
         redirect_hosts=tuple(h for h in sorted(by_host) if _policy(policies, h).http == "redirect"),
         rate_zones=tuple(sorted(extras.rate_zones.items())),
-        auth_files=tuple(sorted(extras.auth_files.items())),
     )
 
 
 @dataclass(slots=True)
 class _Extras:
-    """What locations need outside themselves: rate-limit zones and htpasswd files."""
+    """What locations need outside their server block: the rate-limit zones.
+
+    (htpasswd files are files, not config: ``auth_files`` lists them for the edge.)
+    """
 
     rate_zones: dict[str, str] = field(default_factory=dict)
-    auth_files: dict[str, str] = field(default_factory=dict)
 
 
 def _location(
@@ -352,10 +350,7 @@ def _location(
     if options.forward_auth is not None:
         auth_server = _auth_server(options)
         proxy_headers += [(name, Token(variable)) for name, variable, _ in auth_server.copied]
-    auth_file = None
-    if options.basic_auth:
-        auth_file, content = htpasswd_file(options.basic_auth)
-        extras.auth_files[auth_file] = content
+    auth_file = htpasswd_file(options.basic_auth)[0] if options.basic_auth else None
     rate_zone = None
     if options.rate_limit is not None:
         rate_zone = "dockyard_rate_" + options.rate_limit.rate.replace("r/", "_per_")
@@ -369,7 +364,6 @@ def _location(
     return LocationPlan(
         path=path,
         strip=options.strip and path != "/",
-        websocket=options.websocket,
         target=target,
         exact=exact,
         bare=bare,
@@ -417,7 +411,7 @@ def _auth_server(options: RouteOptions) -> AuthServer:
     url = auth.url
     default_port = 443 if url.scheme == "https" else 80
     name = url.host if url.port == default_port else url.authority
-    address = auth.address or url.host
+    address = auth.address or url.host.strip("[]")  # a literal IPv6 host comes bracketed
     endpoint = f"[{address}]:{url.port}" if ":" in address else f"{address}:{url.port}"
     key = f"{url.scheme}://{endpoint}{url.path} {name}"
     copied = tuple(

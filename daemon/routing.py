@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from daemon.errors import LabelError
-from daemon.labels import Hsts, ParsedLabels, RouteLabels, RouteOptions, parse_labels
+from daemon.labels import Hsts, RouteLabels, RouteOptions, parse_labels
 from daemon.traefik import TRAEFIK_PREFIX, parse_traefik_labels, uses_traefik_labels
 
 # Health states in which Docker says the process is not ready for traffic.
@@ -209,6 +210,12 @@ def _problem(event: str, container: ContainerInfo, **fields: str) -> Problem:
     return Problem(event, container.name, container.id, tuple(sorted(fields.items())))
 
 
+def _route_problem(event: str, route: Route, reason: str) -> Problem:
+    """A problem of a merged route: every container behind it is named."""
+    fields = (("host", route.host), ("path", route.path), ("reason", reason))
+    return Problem(event, ", ".join(route.containers), "", fields)
+
+
 def _address_book(containers: Iterable[ContainerInfo], ctx: RoutingContext) -> dict[str, str]:
     """Container and compose service names of ready containers, to their addresses.
 
@@ -232,7 +239,10 @@ def _address_book(containers: Iterable[ContainerInfo], ctx: RoutingContext) -> d
 
 
 def _resolve_forward_auth(
-    container: ContainerInfo, labels: RouteLabels, book: Mapping[str, str], problems: list[Problem]
+    container: ContainerInfo,
+    labels: RouteLabels,
+    book: Callable[[], Mapping[str, str]],
+    problems: list[Problem],
 ) -> RouteLabels:
     """Put the auth server's current address into the route, or mark it unreachable.
 
@@ -245,8 +255,8 @@ def _resolve_forward_auth(
     if auth is None:
         return labels
     host = auth.url.host
-    if host in book:
-        resolved = dataclasses.replace(auth, address=book[host])
+    if host in book():
+        resolved = dataclasses.replace(auth, address=book()[host])
     elif "." not in host and not host.startswith("["):
         resolved = dataclasses.replace(auth, reachable=False)
         problems.append(
@@ -283,12 +293,17 @@ def forward_auth_hosts(labels: Mapping[str, str]) -> frozenset[str]:
 def _candidates(
     container: ContainerInfo,
     ctx: RoutingContext,
-    book: Mapping[str, str],
+    book: Callable[[], Mapping[str, str]],
     problems: list[Problem],
 ) -> list[_Candidate] | None:
     """Validate one container into its route contributions, or record why it has none."""
+    dialect = uses_traefik_labels(container.label_map, ctx.label_prefix)
     try:
-        parsed = _parse(container, ctx.label_prefix)
+        parsed = (
+            parse_traefik_labels(container.label_map, ctx.label_prefix, container.name)
+            if dialect
+            else parse_labels(container.label_map, ctx.label_prefix)
+        )
     except LabelError as err:
         problems.append(
             _problem(
@@ -328,27 +343,24 @@ def _candidates(
             # a redirect answers by itself: it needs no address or port
             result.append(_Candidate(container, labels, None))
             continue
-        backend = _backend(container, labels, ctx, problems)
+        prefix = TRAEFIK_PREFIX if dialect else ctx.label_prefix
+        where = f"{prefix}.{'' if dialect else 'route.'}{labels.name}" if labels.name else prefix
+        backend = _backend(container, labels, where, ctx, problems)
         if backend is None:
             return None
         result.append(_Candidate(container, labels, backend))
     return result
 
 
-def _parse(container: ContainerInfo, prefix: str) -> ParsedLabels:
-    """A container's labels: ours, or Traefik v1's when it has only those."""
-    if uses_traefik_labels(container.label_map, prefix):
-        return parse_traefik_labels(container.label_map, prefix, container.name)
-    return parse_labels(container.label_map, prefix)
-
-
 def _backend(
-    container: ContainerInfo, labels: RouteLabels, ctx: RoutingContext, problems: list[Problem]
+    container: ContainerInfo,
+    labels: RouteLabels,
+    where: str,
+    ctx: RoutingContext,
+    problems: list[Problem],
 ) -> Backend | None:
+    """The address and port of one route; ``where`` is its label prefix, for the reason."""
     port = labels.port
-    where = f"{ctx.label_prefix}.route.{labels.name}" if labels.name else ctx.label_prefix
-    if uses_traefik_labels(container.label_map, ctx.label_prefix):
-        where = f"{TRAEFIK_PREFIX}.{labels.name}" if labels.name else TRAEFIK_PREFIX
     if port is None:
         if len(container.exposed_ports) != 1:
             problems.append(
@@ -381,7 +393,8 @@ def build_routes(
     skipped: set[str] = set()
     grouped: dict[_Key, list[_Candidate]] = {}
     containers = sorted(containers, key=lambda c: (c.name, c.id))
-    book = _address_book(containers, ctx)
+    # only a forward-auth label needs it: built on first use, once per pass
+    book = functools.cache(lambda: _address_book(containers, ctx))
     for container in containers:
         if container.id in exclude:
             continue
@@ -456,19 +469,11 @@ def _drop_shadowed(routes: list[Route], problems: list[Problem]) -> list[Route]:
             kept.append(route)
             continue
         problems.append(
-            Problem(
+            _route_problem(
                 "route_shadowed",
-                ", ".join(route.containers),
-                "",
-                (
-                    ("host", route.host),
-                    ("path", route.path),
-                    (
-                        "reason",
-                        f"the route at {winner.path} ({', '.join(winner.containers)}) "
-                        f"has higher priority {winner.priority}",
-                    ),
-                ),
+                route,
+                f"the route at {winner.path} ({', '.join(winner.containers)}) "
+                f"has higher priority {winner.priority}",
             )
         )
     return kept
@@ -486,19 +491,11 @@ def _one_host_policy(routes: list[Route], problems: list[Problem]) -> list[Route
         leader = first.setdefault(route.host, route)
         if route.host_options != leader.host_options:
             problems.append(
-                Problem(
+                _route_problem(
                     "route_conflict",
-                    ", ".join(route.containers),
-                    "",
-                    (
-                        ("host", route.host),
-                        ("path", route.path),
-                        (
-                            "reason",
-                            "tls/https/hsts labels differ from the host's route at "
-                            f"{leader.path}; using those",
-                        ),
-                    ),
+                    route,
+                    f"tls/https/hsts labels differ from the host's route at {leader.path}; "
+                    "using those",
                 )
             )
             route = dataclasses.replace(  # noqa: PLW2901 - the normalised route replaces it

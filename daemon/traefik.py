@@ -25,8 +25,17 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from daemon.errors import LabelError
-from daemon.label_values import closest_key, parse_bool, parse_int, parse_port, parse_url
-from daemon.labels import IgnoredLabel, ParsedLabels, UnknownLabel, _Source, parse_labels
+from daemon.label_values import (
+    ROUTE_NAME_RE,
+    check_plain_text,
+    closest_key,
+    parse_bool,
+    parse_choice,
+    parse_int,
+    parse_port,
+    parse_url,
+)
+from daemon.labels import IgnoredLabel, LabelSource, ParsedLabels, UnknownLabel, parse_labels
 
 __all__ = [
     "TRAEFIK_PREFIX",
@@ -38,14 +47,11 @@ __all__ = [
 
 TRAEFIK_PREFIX = "traefik"
 _DOTTED = TRAEFIK_PREFIX + "."
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_SEGMENT_PROPERTIES = ("port", "portIndex", "weight", "protocol", "backend")
 # Traefik's segment labels: traefik.<segment>.<property>, the segment name matched lazily.
 _SEGMENT_RE = re.compile(
-    r"^(?P<segment>.+?)\.(?P<property>port|portIndex|weight|protocol|backend|frontend\..+)$"
+    rf"^(?P<segment>.+?)\.(?P<property>{'|'.join(_SEGMENT_PROPERTIES)}|frontend\..+)$"
 )
-# A segment becomes a native named route, whose names have this grammar.
-_ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-_SEGMENT_PROPERTIES = ("port", "portIndex", "weight", "protocol", "backend")
 _COMPOSE_PROJECT = "com.docker.compose.project"
 _COMPOSE_SERVICE = "com.docker.compose.service"
 _H = "frontend.headers."
@@ -218,14 +224,13 @@ _REFUSED_MATCHERS = {
 _ENTRY_POINTS = ("http", "https")
 _LB_METHODS = {"wrr": "round_robin", "drr": "least_conn"}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
-_DURATIONS_RE = re.compile(r"(?:\d+(?:\.\d+)?(?:h|ms|m|s))+")
+_DURATIONS_RE = re.compile(f"(?:{_DURATION_RE.pattern})+")
 _DURATION_UNITS = {
     "h": Fraction(3600),
     "m": Fraction(60),
     "s": Fraction(1),
     "ms": Fraction(1, 1000),
 }
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,11 +345,12 @@ def _split(
             target = classic
         else:
             segment, key = match.group("segment"), match.group("property")
-            if key not in _SEGMENT_PROPERTIES and not _known(key):
+            if not _known(key):
                 suggestion = _suggest(key, _SEGMENT_SUGGESTIONS, segment + ".")
                 unknown.append(UnknownLabel(full, suggestion))
                 continue
-            if not _ROUTE_NAME_RE.match(segment):
+            # a segment becomes a native named route, whose names have this grammar
+            if not ROUTE_NAME_RE.match(segment):
                 raise LabelError(
                     full,
                     value,
@@ -352,8 +358,7 @@ def _split(
                     "(it becomes a dockyard route name)",
                 )
             target = segments.setdefault(segment, {})
-        if _CONTROL_RE.search(value):
-            raise LabelError(full, value, "control characters (line breaks, tabs) are not allowed")
+        check_plain_text(full, value)
         if value:  # Traefik reads an empty label as an absent one
             target[key] = (full, value)
     return classic, segments, tuple(unknown)
@@ -388,8 +393,8 @@ def _parse_bool(label: str, value: str) -> bool:
 _Native = tuple[str, tuple[str, str] | None]  # native value, and the Traefik label and value
 
 
-class _Frontend(_Source):
-    """One frontend's labels (as the native parser holds its own), and what they turn into."""
+class _Frontend(LabelSource):
+    """One frontend's labels, each with the full label it came from, and what they turn into."""
 
     def __init__(self, name: str, values: _Values) -> None:
         super().__init__(values)
@@ -592,18 +597,14 @@ def _backend(front: _Frontend) -> None:
     if "port" in front:
         front.set("port", str(parse_port(front.label("port"), front.raw("port"))), "port")
     if "protocol" in front:
-        protocol = front.raw("protocol").strip().lower()
-        if protocol not in ("http", "https"):
-            raise front.refuse("protocol", "http or https")
+        protocol = parse_choice(front.label("protocol"), front.raw("protocol"), ("http", "https"))
         front.set("scheme", protocol, "protocol")
     if "docker.network" in front:
         front.set("network", front.raw("docker.network"), "docker.network")
     method = "backend.loadbalancer.method"
     if method in front:
-        lb = _LB_METHODS.get(front.raw(method).strip().lower())
-        if lb is None:
-            raise front.refuse(method, "wrr or drr")
-        front.set("lb", lb, method)
+        lb = parse_choice(front.label(method), front.raw(method), tuple(_LB_METHODS))
+        front.set("lb", _LB_METHODS[lb], method)
     for sticky in ("backend.loadbalancer.stickiness", "backend.loadbalancer.sticky"):
         if front.flag(sticky):
             front.set("lb", "ip_hash", sticky)
@@ -771,8 +772,6 @@ def _header_map(label: str, value: str) -> Iterator[tuple[str, str]]:
 
 def _canonical_header(name: str) -> str:
     """Go's CanonicalHeaderKey: ``x-robots-tag`` is sent as ``X-Robots-Tag``."""
-    if not _TOKEN_RE.match(name):
-        return name
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
@@ -781,6 +780,8 @@ def _forced_host(front: _Frontend, rule: _Rule) -> tuple[list[str], str] | None:
     ssl_host = _H + "SSLHost"
     if ssl_host not in front or front.flag(_H + "isDevelopment"):
         return None
+    if "/" in front.raw(ssl_host):
+        raise front.refuse(ssl_host, "a host name, optionally with :port")
     target = parse_url(front.label(ssl_host), "https://" + front.raw(ssl_host).strip()).authority
     target = target.removesuffix(":443")
     others = [host for host in rule.hosts if host.lower() != target.lower()]

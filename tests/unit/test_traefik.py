@@ -115,6 +115,7 @@ H = "traefik.frontend.headers."
         ({"traefik.backend.loadbalancer.method": "wrr"}, {"lb": "round_robin"}),
         ({"traefik.backend.loadbalancer.method": "drr"}, {"lb": "least_conn"}),
         ({"traefik.backend.loadbalancer.stickiness": "true"}, {"lb": "ip_hash"}),
+        ({"traefik.backend.loadbalancer.stickiness": "false"}, {}),
         (
             {
                 "traefik.backend.loadbalancer.method": "drr",
@@ -135,6 +136,9 @@ H = "traefik.frontend.headers."
         ({H + "SSLTemporaryRedirect": "T"}, {"https": "redirect"}),
         # frontend
         ({"traefik.frontend.passHostHeader": "false"}, {"pass_host_header": "false"}),
+        ({"traefik.frontend.passHostHeader": "true"}, {"pass_host_header": "true"}),
+        # an empty label is an absent one, as in Traefik
+        ({"traefik.port": "", "traefik.frontend.entryPoints": ""}, {}),
         ({"traefik.frontend.priority": "10"}, {"priority": "10"}),
         (
             {"traefik.frontend.whiteList.sourceRange": "10.0.0.0/8, 192.168.1.0/24,"},
@@ -173,6 +177,16 @@ H = "traefik.frontend.headers."
             {"hsts": "max-age=63072000; preload"},
         ),
         ({H + "STSSeconds": "0"}, {"hsts": "off"}),
+        (
+            {H + "STSSeconds": "60", H + "STSIncludeSubdomains": "true"},
+            {"hsts": "max-age=60; includeSubDomains"},
+        ),
+        (
+            {"traefik.frontend.entryPoints": "http", H + "STSSeconds": "60"},
+            {"tls": "off", "hsts": None},
+        ),
+        ({H + "allowedHosts": "A.test, b.test"}, {}),
+        ({H + "hostsProxyHeaders": "X-Forwarded-Host"}, {}),
         ({H + "frameDeny": "true"}, {"frame": "deny"}),
         (
             {
@@ -193,6 +207,14 @@ H = "traefik.frontend.headers."
         ({H + "contentSecurityPolicy": "default-src 'self'"}, {"csp": "default-src 'self'"}),
         ({H + "referrerPolicy": "same-origin"}, {"referrer_policy": "same-origin"}),
         ({H + "publicKey": 'pin-sha256="x"'}, {"headers.Public-Key-Pins": 'pin-sha256="x"'}),
+        (
+            {
+                H + "isDevelopment": "true",
+                H + "publicKey": 'pin-sha256="x"',
+                H + "allowedHosts": "b.test",
+            },
+            {},
+        ),
         (
             {
                 H + "isDevelopment": "true",
@@ -343,6 +365,32 @@ def test_ssl_force_host_redirects_the_other_hosts() -> None:
     assert moved.options.redirect.target == "https://example.com${request_uri}"
 
 
+def test_ssl_host_redirect_is_temporary_with_ssl_temporary_redirect() -> None:
+    """SSLTemporaryRedirect makes the SSLHost redirect temporary, as Traefik's 302."""
+    result = translated(
+        {
+            "traefik.frontend.rule": "Host:example.com,www.example.com",
+            H + "SSLTemporaryRedirect": "true",
+            H + "SSLHost": "example.com",
+            H + "SSLForceHost": "true",
+        }
+    )
+    assert result["route.sslhost.redirect.permanent"] == "false"
+
+
+def test_ssl_host_is_off_in_development() -> None:
+    """isDevelopment turns SSLHost off as it does the SSL redirect: every host is served."""
+    result = translated(
+        {
+            "traefik.frontend.rule": "Host:example.com,www.example.com",
+            H + "isDevelopment": "true",
+            H + "SSLHost": "example.com",
+            H + "SSLForceHost": "true",
+        }
+    )
+    assert result == {"host": "example.com,www.example.com", "hsts": "off"}
+
+
 def test_default_rule_needs_traefik_domain() -> None:
     """Without a rule Traefik uses Host:<name>.<domain>: built from traefik.domain, else refused."""
     assert translated({"traefik.domain": "example.com", "traefik.port": "80"})["host"] == (
@@ -468,11 +516,11 @@ def test_unknown_labels_get_a_suggestion(label: str, suggestion: str) -> None:
             "traefik.frontend.redirect.regex",
             "regular-expression",
         ),
-        ({"traefik.protocol": "h2c"}, "traefik.protocol", "http or https"),
+        ({"traefik.protocol": "h2c"}, "traefik.protocol", "one of http, https"),
         (
             {"traefik.backend.loadbalancer.method": "random"},
             "traefik.backend.loadbalancer.method",
-            "wrr or drr",
+            "one of wrr, drr",
         ),
         (
             {"traefik.frontend.auth.digest.users": "a:r:h"},
@@ -551,6 +599,25 @@ def test_unknown_labels_get_a_suggestion(label: str, suggestion: str) -> None:
         ),
         (
             {
+                "traefik.frontend.rule": "Host:a.test,b.test",
+                H + "SSLHost": "a.test/login",
+                H + "SSLForceHost": "true",
+            },
+            H + "SSLHost",
+            "a host name",
+        ),
+        (
+            {
+                "traefik.a.frontend.rule": "Host:a.test,b.test",
+                "traefik.a.frontend.headers.SSLHost": "a.test",
+                "traefik.a.frontend.headers.SSLForceHost": "true",
+                "traefik.a-sslhost.frontend.rule": "Host:c.test",
+            },
+            "traefik.a-sslhost.frontend.rule",
+            "two frontends would be named a-sslhost",
+        ),
+        (
+            {
                 "traefik.frontend.rateLimit.extractorFunc": "client.ip",
                 "traefik.frontend.rateLimit.rateSet.a.average": "1",
                 "traefik.frontend.rateLimit.rateSet.a.period": "7s",
@@ -603,13 +670,16 @@ def test_machinery_keys_are_reported_as_ignored() -> None:
             "traefik.backend.healthcheck.path": "/health",
             "traefik.weight": "10",
             "traefik.frontend.errors.e.status": "500-599",
+            "traefik.frontend.rateLimit.rateSet.a.average": "5",
         },
         P,
     )
     assert parsed.route is not None
+    assert parsed.route.options.rate_limit is None
     assert [i.label for i in parsed.ignored] == [
         "traefik.backend.healthcheck.path",
         "traefik.frontend.errors.e.status",
+        "traefik.frontend.rateLimit.rateSet.a.average",
         "traefik.weight",
     ]
     assert all(isinstance(i, IgnoredLabel) and i.reason for i in parsed.ignored)
