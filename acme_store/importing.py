@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from acme_store.errors import AcmeStoreError
-from acme_store.keys import PrivateKey, load_key
+from acme_store.keys import PrivateKey, key_to_pem, load_key
 from acme_store.records import KEY_TYPES, Account, Certificate, StoreData, time_text
 from acme_store.store import JsonStore
 
@@ -292,11 +292,10 @@ def convert(data: TraefikData, directory: str, now: datetime) -> Conversion:
             continue
         for record in converted:
             other = newest.get(record.main)
-            if other is not None and _not_after(other) >= _not_after(record):
+            if other is not None:  # one of the two is skipped: the one that expires first
                 skipped.append(Skipped(record.main, "the file has a newer certificate for it"))
-                continue
-            if other is not None:
-                skipped.append(Skipped(other.main, "the file has a newer certificate for it"))
+                if _not_after(other) >= _not_after(record):
+                    continue
             newest[record.main] = record
     certificates = tuple(newest[name] for name in sorted(newest))
     return Conversion(directory, account, account_skipped, certificates, tuple(skipped))
@@ -322,7 +321,7 @@ def _convert_account(
         return None, f"the account key is unusable: {err}"
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in _CURVES:
         return None, f"the account key is on curve {key.curve.name}; expected RSA, P-256 or P-384"
-    return Account(directory, _pem(key), uri=account.uri, email=account.email), None
+    return Account(directory, key_to_pem(key), uri=account.uri, email=account.email), None
 
 
 def _check_directory(uri: str, directory: str) -> None:
@@ -385,7 +384,7 @@ def _records(entry: TraefikCertificate, directory: str, now: datetime) -> tuple[
             names=(host, *(n for n in names if n != host)),
             key_type=key_type,
             chain_pem=chain_pem,
-            key_pem=_pem(key),
+            key_pem=key_to_pem(key),
             not_before=leaf.not_valid_before_utc,
             not_after=not_after,
         )
@@ -438,13 +437,6 @@ _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKey
 
 def _public_der(key: PrivateKey) -> bytes:
     return key.public_key().public_bytes(*_SPKI)
-
-
-def _pem(key: PrivateKey) -> str:
-    """The key as the store keeps keys: PKCS#8 PEM, unencrypted."""
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
 
 
 def _origin(url: str) -> str:

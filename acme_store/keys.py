@@ -42,12 +42,12 @@ def new_key(key_type: str) -> str:
     except KeyError:
         msg = f"unknown key type {key_type!r}; expected one of {', '.join(KEY_TYPES)}"
         raise ValueError(msg) from None
-    return _pem(generate())
+    return key_to_pem(generate())
 
 
 def new_account_key() -> str:
     """A fresh ACME account key: P-256, so the account signs with ES256."""
-    return _pem(ec.generate_private_key(ec.SECP256R1()))
+    return key_to_pem(ec.generate_private_key(ec.SECP256R1()))
 
 
 def load_key(key_pem: str) -> PrivateKey:
@@ -143,7 +143,8 @@ def _san(names: Sequence[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName([x509.DNSName(name) for name in names])
 
 
-def _pem(key: PrivateKey) -> str:
+def key_to_pem(key: PrivateKey) -> str:
+    """``key`` as unencrypted PKCS#8 PEM, the form the store keeps keys in."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     importing.add_argument("source", metavar="ACME_JSON", type=Path, help="Traefik's acme.json")
     importing.add_argument(
         "--directory",
+        dest="DOCKYARD_ACME_DIRECTORY",
         metavar="URL",
+        default=argparse.SUPPRESS,
         help="ACME directory URL of the CA Traefik used (its caServer); $DOCKYARD_ACME_DIRECTORY",
     )
     checking = commands.add_parser(
@@ -92,8 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     env.update({k: v for k, v in vars(args).items() if k.startswith("DOCKYARD_") and v})
-    if getattr(args, "directory", None):
-        env["DOCKYARD_ACME_DIRECTORY"] = args.directory
     wanted_format = env.get("DOCKYARD_LOG_FORMAT", "json")
     configure_logging("console" if wanted_format == "console" else "json")
     try:

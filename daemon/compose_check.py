@@ -27,7 +27,15 @@ import yaml
 
 from daemon.errors import DockyardError
 from daemon.labels import ForwardAuth, RateLimit, Redirect, RouteOptions
-from daemon.routing import Attachment, ContainerInfo, Problem, Route, RoutingContext, build_routes
+from daemon.routing import (
+    COMPOSE_SERVICE,
+    Attachment,
+    ContainerInfo,
+    Problem,
+    Route,
+    RoutingContext,
+    build_routes,
+)
 from daemon.settings import Settings
 
 __all__ = [
@@ -57,7 +65,6 @@ _IMAGE_PORT = 0  # stands for the image's EXPOSE, which only Docker can read
 _BRACED_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", re.DOTALL)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PORT_RE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
-_COMPOSE_SERVICE = "com.docker.compose.service"
 _COMPOSE_PROJECT = "com.docker.compose.project"
 
 
@@ -463,7 +470,7 @@ def _container(service: ComposeService, project: str, address: str) -> Container
         names = service.networks
     elif mode not in ("host", "none") and not mode.startswith("container:"):
         names = (mode,)  # bridge, or a network named directly
-    labels = {**dict(service.labels), _COMPOSE_SERVICE: service.name, _COMPOSE_PROJECT: project}
+    labels = {**dict(service.labels), COMPOSE_SERVICE: service.name, _COMPOSE_PROJECT: project}
     return ContainerInfo(
         id=f"compose:{service.name}",
         name=service.name,
@@ -546,8 +553,6 @@ def _options(route: Route) -> tuple[tuple[str, str], ...]:
         found.append(("lb", route.lb))
     if route.priority:
         found.append(("priority", str(route.priority)))
-    if route.exact:
-        found.append(("path.exact", "on"))
     defaults = RouteOptions()
     for spec in dataclasses.fields(RouteOptions):
         value = getattr(route.options, spec.name)

@@ -21,6 +21,10 @@ from docker import DockerClient  # type: ignore[import-untyped, unused-ignore]
 from docker.models.containers import Container  # type: ignore[import-untyped, unused-ignore]
 from docker.models.networks import Network  # type: ignore[import-untyped, unused-ignore]
 
+from tests.integration.acme_support import (  # noqa: F401 - fixtures, registered by import
+    challenge_server,
+    pebble,
+)
 from tests.integration.pebble import pebble_for  # noqa: F401 - a fixture, registered by import
 from tests.integration.support import (
     BACKEND_SCRIPT,

@@ -11,7 +11,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,83 +24,13 @@ from acme_store.errors import OrderError
 from acme_store.keys import ari_cert_id, load_key
 from acme_store.orders import AcmeClient
 from acme_store.records import Account
+from tests.integration.acme_support import ChallengeServer
 from tests.integration.pebble import Pebble
-from tests.integration.support import free_ports
-
-CHALLENGE_PATH = "/.well-known/acme-challenge/"
 
 
 @pytest.fixture(scope="session")
 def _remove_session_leftovers() -> None:
     """Overrides the Docker sweep: these tests start no containers and need no Docker engine."""
-
-
-class ChallengeServer:
-    """A plain-HTTP server answering ``/.well-known/acme-challenge/<token>`` from a directory.
-
-    It records what it served (Host header, token, file mode), so tests can see that the
-    CA really fetched the answer and that the file was readable by others.
-    """
-
-    def __init__(self, directory: Path, port: int) -> None:
-        self.directory = directory
-        self.port = port
-        self.served: list[tuple[str, str, int]] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        """Serve in a daemon thread until ``stop()``."""
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                token = self.path.removeprefix(CHALLENGE_PATH)
-                path = outer.directory / token
-                if not self.path.startswith(CHALLENGE_PATH) or "/" in token or not path.is_file():
-                    self.send_error(404)
-                    return
-                body = path.read_bytes()
-                mode = stat.S_IMODE(path.stat().st_mode)
-                outer.served.append((self.headers.get("Host", ""), token, mode))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet: pytest output is for failures."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        """Stop serving and free the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
-@pytest.fixture
-def challenge_server(tmp_path: Path) -> Iterator[ChallengeServer]:
-    """A running challenge server on a free loopback port, over ``tmp_path/challenges``."""
-    server = ChallengeServer(tmp_path / "challenges", free_ports(1)[0])
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pebble(
-    pebble_for: Callable[[int], Pebble],
-    challenge_server: ChallengeServer,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Pebble:
-    """Pebble validating on the challenge server's port, trusted through REQUESTS_CA_BUNDLE."""
-    ca = pebble_for(challenge_server.port)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca.ca_bundle))
-    return ca
 
 
 @pytest.fixture

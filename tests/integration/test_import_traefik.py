@@ -21,9 +21,9 @@ from cryptography import x509
 from acme_store import keys
 from acme_store.orders import AcmeClient
 from acme_store.records import Account
-from tests.integration import test_acme_orders
 from tests.integration.acme_support import (
     EMAIL,
+    ChallengeServer,
     acme_env,
     assert_nothing_ordered,
     root_file,
@@ -31,7 +31,6 @@ from tests.integration.acme_support import (
 )
 from tests.integration.pebble import Pebble
 from tests.integration.support import REPO_ROOT, RunProxy, StartBackend, free_ports
-from tests.integration.test_acme_orders import ChallengeServer
 from tests.unit.test_import_traefik import (
     traefik_account,
     traefik_certificate,
@@ -40,10 +39,6 @@ from tests.unit.test_import_traefik import (
 )
 
 HOST = "moved.test"
-
-# The order tests' CA fixtures: Pebble validating on a challenge server's port.
-challenge_server = test_acme_orders.challenge_server
-pebble = test_acme_orders.pebble
 
 
 def import_traefik(source: Path, env: dict[str, str]) -> list[dict[str, object]]:

@@ -41,9 +41,7 @@ def project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def check(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., tuple[int, str, str]]:
+def check(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Check:
     """Run ``dockyard check ARGS`` in-process: exit code, stdout, stderr."""
     for variable in [v for v in os.environ if v.startswith(("DOCKYARD_", "COMPOSE_"))]:
         monkeypatch.delenv(variable)
@@ -239,6 +237,14 @@ def test_json_format_is_one_parseable_document(project: Path, check: Check) -> N
     ]
 
 
+def test_exact_path_is_said_once(project: Path, check: Check) -> None:
+    """An exact path shows as ``(exact)``, not again among the options."""
+    text = GOOD.replace("dockyard.websocket", "dockyard.path: /x\n      dockyard.path.exact")
+    code, out, _ = check(write(project, text))
+    assert code == 0
+    assert "route    app.example.com/x (exact) -> port 8080\n" in out
+
+
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
@@ -417,7 +423,6 @@ def test_label_prefix_comes_from_settings_or_the_flag(
 ) -> None:
     """Only labels under the configured prefix are read; the flag may follow ``check``."""
     path = write(project, GOOD.replace("dockyard.", "proxy."))
-    assert "1 service" not in check(path)[1]
     assert "web:\n  no routes" in check(path)[1]
     assert "route    app.example.com/" in check(path, "--label-prefix", "proxy")[1]
     monkeypatch.setenv("DOCKYARD_LABEL_PREFIX", "proxy")
@@ -425,26 +430,31 @@ def test_label_prefix_comes_from_settings_or_the_flag(
 
 
 def test_python_m_daemon_check_runs_without_docker(project: Path) -> None:
-    """``python -m daemon check`` works as a subprocess and never loads the Docker source."""
+    """``python -m daemon check`` works as a subprocess and never imports docker."""
     path = write(project, GOOD.replace("dockyard.port: 8080", "dockyard.port: 0"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
     env["DOCKER_HOST"] = "tcp://192.0.2.1:1"  # would hang or fail if anything asked Docker
-    done = subprocess.run(
-        [sys.executable, "-m", "daemon", "check", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+
+    def python(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+
+    done = python("-m", "daemon", "check", str(path))
     assert done.returncode == 1, done.stderr
     assert "error    label_invalid: dockyard.port='0'" in done.stdout
     probe = (
-        "import sys; from daemon import compose_check; "
-        "assert 'daemon.sources' not in sys.modules and 'docker' not in sys.modules"
+        "import sys; from daemon import cli; cli.main(['check', sys.argv[1]]); "
+        "print('docker loaded:', 'docker' in sys.modules)"
     )
-    subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, timeout=60)
+    done = python("-c", probe, str(path))
+    assert done.stdout.splitlines()[-1] == "docker loaded: False"
 
 
 def test_read_compose_raises_compose_error_for_unknown_network(project: Path) -> None:
@@ -452,3 +462,53 @@ def test_read_compose_raises_compose_error_for_unknown_network(project: Path) ->
     path = write(project, "services:\n  a:\n    networks: [nope]\n")
     with pytest.raises(ComposeError, match="'nope' is declared in no file"):
         read_compose([path], {})
+
+
+def test_networks_ports_and_project_name_read_as_compose_names_them(project: Path) -> None:
+    """Network names (``name:``, ``external``), TCP ports and ranges, and the project name."""
+    path = write(
+        project,
+        """
+        name: store
+        services:
+          web:
+            networks: [named, old, ext, default]
+            expose: ["8000-8002", "9000/udp"]
+            ports: [{target: 7000}, {target: 7001, protocol: udp}, "127.0.0.1:80:81"]
+        networks:
+          named: {name: custom}
+          old: {external: {name: legacy}}
+          ext: {external: true}
+        """,
+    )
+    compose = read_compose([path], {})
+    (web,) = compose.services
+    assert compose.name == "store"
+    assert web.networks == ("custom", "legacy", "ext", "store_default")
+    assert web.ports == (81, 7000, 8000, 8001, 8002)
+    assert read_compose([path], {"COMPOSE_PROJECT_NAME": "Prod!"}).name == "prod"
+
+
+def test_network_mode_host_and_service_as_docker_sees_them(project: Path, check: Check) -> None:
+    """``host`` is reached at the bridge gateway; ``service:x`` shares x's network: an error."""
+    path = write(
+        project,
+        """
+        services:
+          onhost:
+            network_mode: host
+            labels: {dockyard.host: h.test, dockyard.port: 8080}
+          sidecar:
+            network_mode: "service:onhost"
+            labels: {dockyard.host: s.test, dockyard.port: 80}
+        """,
+    )
+    code, document = as_json(check, path)
+    assert code == 1
+    (route,) = service(document, "onhost")["routes"]
+    assert (route["host"], route["port"]) == ("h.test", 8080)
+    (problem,) = service(document, "sidecar")["problems"]
+    assert (problem["event"], problem["reason"]) == (
+        "container_skipped",
+        "network_mode container:... shares another container's network",
+    )

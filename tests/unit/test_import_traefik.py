@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from structlog.testing import capture_logs
@@ -92,11 +91,6 @@ def traefik_json(account: dict[str, Any] | None, certificates: list[dict[str, An
 def certificate(*names: str, key_pem: str = CERT_KEY, days: int = 60, age: int = 30) -> str:
     """A self-signed certificate for ``names`` issued ``age`` days ago, ``days`` left."""
     return keys.self_signed(names, key_pem, NOW - timedelta(days=age), timedelta(days=age + days))
-
-
-def not_after(chain_pem: str) -> datetime:
-    """The leaf's expiry."""
-    return keys.validity(chain_pem)[1]
 
 
 def public(key_pem: str) -> bytes:
@@ -281,20 +275,14 @@ def test_wildcard_names_stay_on_the_record_of_the_host_name(source: Path, store:
     assert [c.names for c in report.imported] == [("example.org", "*.example.org")]
 
 
-def test_newest_certificate_of_a_name_wins_within_the_file() -> None:
+@pytest.mark.parametrize("newer_first", [True, False])
+def test_newest_certificate_of_a_name_wins_within_the_file(newer_first: bool) -> None:
     """Two entries for one name: the later expiry is imported, the other reported skipped."""
     older = certificate("a.example.org", days=20)
     newer = certificate("a.example.org", days=70)
-    data = parse_traefik(
-        traefik_json(
-            None,
-            [
-                traefik_certificate("a.example.org", newer, CERT_KEY),
-                traefik_certificate("a.example.org", older, CERT_KEY),
-            ],
-        )
-    )
-    conversion = convert(data, LE, NOW)
+    chains = [newer, older] if newer_first else [older, newer]
+    entries = [traefik_certificate("a.example.org", chain, CERT_KEY) for chain in chains]
+    conversion = convert(parse_traefik(traefik_json(None, entries)), LE, NOW)
     assert [c.chain_pem for c in conversion.certificates] == [newer]
     assert [s.domain for s in conversion.skipped] == ["a.example.org"]
 
@@ -342,12 +330,17 @@ def test_importing_twice_writes_nothing_the_second_time(source: Path, store: Jso
     assert store.path.stat().st_ino == before.st_ino  # not replaced by a new file
 
 
-def test_different_stored_account_refuses_the_import(source: Path, store: JsonStore) -> None:
-    """Another account stored for the CA refuses the import (one account per CA); no write."""
-    own_uri = "https://acme-v02.api.letsencrypt.org/acme/acct/1"
-    save(store, StoreData().with_account(Account(LE, OTHER_KEY, own_uri, EMAIL)))
+@pytest.mark.parametrize(
+    "stored_uri", ["https://acme-v02.api.letsencrypt.org/acme/acct/1", LE_ACCOUNT]
+)
+def test_different_stored_account_refuses_the_import(
+    stored_uri: str, source: Path, store: JsonStore
+) -> None:
+    """Another account stored for the CA (another URL, or the same URL with another key)
+    refuses the import (one account per CA); no write."""
+    save(store, StoreData().with_account(Account(LE, OTHER_KEY, stored_uri, EMAIL)))
     write_traefik(source, LE_ACCOUNT, "a.example.org")
-    assert f"another account at {LE} ({own_uri})" in refused(source, store)
+    assert f"another account at {LE} ({stored_uri})" in refused(source, store)
 
 
 @pytest.mark.parametrize(
@@ -585,5 +578,3 @@ def test_certificate_names_come_from_the_certificate() -> None:
         ("a.example.org", "b.example.org"),
         ("b.example.org", "a.example.org"),
     ]
-    leaf = x509.load_pem_x509_certificate(chain.encode())
-    assert conversion.certificates[0].not_after == leaf.not_valid_after_utc

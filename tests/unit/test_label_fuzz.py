@@ -9,7 +9,6 @@ the blocks they write them, with closed quotes, and (b) pass a real ``nginx -t``
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import subprocess
 from collections import Counter
@@ -273,21 +272,21 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 
 def render(sets: list[dict[str, str]], workspace: Workspace, tls_mode: str) -> Rendered:
-    """Each label set on a container → parse (refusal allowed) → routing → the templates."""
-    containers = []
-    for index, labels in enumerate(sets):
-        # only LabelError may escape the parser: routing logs it, leaves the container out
-        with contextlib.suppress(LabelError):
-            parse_labels(labels, PREFIX)
-        containers.append(
-            ContainerInfo(
-                f"id-app{index}",
-                f"app{index}",
-                tuple(sorted(labels.items())),
-                attachments=(Attachment("bridge", f"172.17.0.{2 + index}"),),
-                exposed_ports=(8080,),
-            )
+    """Each label set on a container → routing → the templates.
+
+    Routing parses the labels and leaves out a container whose labels raise ``LabelError``;
+    any other exception from the parser escapes ``build_routes`` and fails the test.
+    """
+    containers = [
+        ContainerInfo(
+            f"id-app{index}",
+            f"app{index}",
+            tuple(sorted(labels.items())),
+            attachments=(Attachment("bridge", f"172.17.0.{2 + index}"),),
+            exposed_ports=(8080,),
         )
+        for index, labels in enumerate(sets)
+    ]
     table = build_routes([*containers, *NEIGHBOURS], CTX).table
     state = workspace.state
     config_settings = Settings(state_dir=state, backend_ca=state / "ca.pem")
