@@ -42,6 +42,12 @@ _FLAGS = (
     ("--access-log", "DOCKYARD_ACCESS_LOG", "on or off (on)"),
     ("--nginx", "DOCKYARD_NGINX", "the nginx binary (nginx)"),
     ("--templates", "DOCKYARD_TEMPLATES", "directory with templates overriding the built-in ones"),
+    ("--routes-dir", "DOCKYARD_ROUTES_DIR", "static route files ($STATE_DIR/routes.d)"),
+    (
+        "--certs-dir",
+        "DOCKYARD_CERTS_DIR",
+        "your own <name>.crt + <name>.key pairs ($STATE_DIR/certs.d)",
+    ),
     ("--backend-ca", "DOCKYARD_BACKEND_CA", "CA bundle for HTTPS backends (the system's)"),
     ("--trusted-proxies", "DOCKYARD_TRUSTED_PROXIES", "CIDRs whose X-Forwarded-* are believed"),
     ("--acme-email", "DOCKYARD_ACME_EMAIL", "contact address; turns on ACME certificates"),

@@ -58,6 +58,7 @@ __all__ = [
     "RouteOptions",
     "UnknownLabel",
     "parse_labels",
+    "route_from_source",
 ]
 
 _T = TypeVar("_T")
@@ -493,6 +494,18 @@ def _check_wildcards(route: RouteLabels, src: LabelSource) -> None:
         )
 
 
+def route_from_source(name: str, src: LabelSource, prefix: str) -> tuple[RouteLabels, ...]:
+    """One route from its values, checked, with its www/apex redirects expanded.
+
+    The one route builder of container labels and route files. ``prefix`` is what messages
+    put before a key (``dockyard``); raises ``LabelError`` on the first bad value, also
+    for a missing host (a caller with a better word for that checks ``host`` first).
+    """
+    route = _route(name, src, prefix)
+    _check_wildcards(route, src)
+    return expand_host_redirects(route)
+
+
 def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
     """Read the ``<prefix>.*`` labels of one container; raise ``LabelError`` on a bad value."""
     dotted = prefix + "."
@@ -528,17 +541,12 @@ def parse_labels(labels: Mapping[str, str], prefix: str) -> ParsedLabels:
         return ParsedLabels((), tuple(unknown), reason=f"{dotted}enable is false")
     routes: list[RouteLabels] = []
     if "host" in plain:
-        src = LabelSource(plain)
-        route = _route("", src, prefix)
-        _check_wildcards(route, src)
-        routes.extend(expand_host_redirects(route))
+        routes.extend(route_from_source("", LabelSource(plain), prefix))
     for name, own in sorted(named.items()):
         src = LabelSource({**plain, **own})
         if "enable" in own and not parse_bool(*own["enable"]):
             continue
-        route = _route(name, src, prefix)
-        _check_wildcards(route, src)
-        routes.extend(expand_host_redirects(route))
+        routes.extend(route_from_source(name, src, prefix))
     _check_overlaps(routes, dotted)
     if not routes:
         reason = f"no {dotted}host label" if ours else None

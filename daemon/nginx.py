@@ -38,6 +38,7 @@ log = structlog.get_logger("daemon.nginx")
 _PR_SET_CHILD_SUBREAPER = 36
 _MMAP_THRESHOLD = 4096
 _AUTH_FILE_RE = re.compile(r"auth_basic_user_file \S+/([0-9a-f]+\.htpasswd);")
+_CERT_FILE_RE = re.compile(r"ssl_certificate \S+/([0-9a-f]+\.pem);")
 _ERROR_LINE_RE = re.compile(r"^\S+ \S+ \[(\w+)\] (?:\d+#\d+: )?(?:\*\d+ )?(.*)$")
 _LEVELS = {
     "emerg": "error",
@@ -68,6 +69,10 @@ class NginxControl(Protocol):
 
     def provide(self, files: Mapping[str, str]) -> None:
         """Write the files a config names besides itself (htpasswd), by file name."""
+        ...
+
+    def provide_certificates(self, files: Mapping[str, bytes]) -> None:
+        """Write copies of your own certificate pairs (chain + key), by file name."""
         ...
 
 
@@ -259,12 +264,29 @@ class NginxProcess:
                 # nginx's unprivileged workers read these on every request
                 write_atomic(path, content.encode("utf-8"), mode=0o644)
 
+    def provide_certificates(self, files: Mapping[str, bytes]) -> None:
+        """Write each certificate copy once (names are digests, like the htpasswd files).
+
+        nginx reads the copy, never your files: a pair replaced while nginx reloads
+        cannot give it a new certificate with an old key.
+        """
+        directory = self._paths.own_certificates
+        for name, content in files.items():
+            path = directory / name
+            if not path.exists():
+                directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                write_atomic(path, content, mode=0o600)
+
     def _prune_support_files(self, text: str) -> None:
         """Remove the support files the now-live config no longer names."""
-        named = set(_AUTH_FILE_RE.findall(text))
-        for path in self._paths.auth_files.glob("*.htpasswd"):
-            if path.name not in named:
-                path.unlink(missing_ok=True)
+        for directory, pattern, regex in (
+            (self._paths.auth_files, "*.htpasswd", _AUTH_FILE_RE),
+            (self._paths.own_certificates, "*.pem", _CERT_FILE_RE),
+        ):
+            named = set(regex.findall(text))
+            for path in directory.glob(pattern):
+                if path.name not in named:
+                    path.unlink(missing_ok=True)
 
     def apply(self, text: str) -> float:
         """Install the tested candidate and reload (or start) nginx; seconds until live."""

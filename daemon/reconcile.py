@@ -6,11 +6,18 @@ only when the bytes differ from what is live. When nginx rejects the candidate, 
 containers responsible are found by testing configs without them (``find_culprits``),
 and the config is applied without them: one bad container never blocks the others,
 and the last good config keeps serving until a good one exists.
+
+Route files and your own templates take the same path. A route file nginx rejects is a
+suspect like a container. Templates are tried as a set: when a changed set fails to
+render, or renders a config nginx rejects that the last good set (at first: the shipped
+one) renders fine, the templates are at fault; the pass goes on with the last good set
+and ``template_invalid`` names the file and line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,11 +26,21 @@ import structlog
 
 from daemon.errors import ConfigRejectedError
 from daemon.nginx import NginxControl
-from daemon.rendering import RenderFacts, auth_files, config_generation, render_config
-from daemon.routing import ContainerInfo, Problem, RoutingResult, build_routes
+from daemon.rendering import (
+    RenderFacts,
+    TemplateSet,
+    auth_files,
+    config_generation,
+    environment_for,
+    place_in_templates,
+    render_config,
+    template_error_place,
+)
+from daemon.routing import FILE_UNIT, Problem, RoutingResult, build_routes
 from daemon.settings import Settings
 from daemon.sources import ContainerSource
-from daemon.tls import TlsState, acme_hosts
+from daemon.tls import CertFiles, TlsState, acme_hosts, own_in_use
+from daemon.watched import FilesSnapshot
 
 log = structlog.get_logger("daemon.reconcile")
 
@@ -37,6 +54,14 @@ class CertificateSource(Protocol):
 
     def state(self) -> TlsState:
         """The certificate files ready to serve."""
+        ...
+
+
+class FileSourceLike(Protocol):
+    """What reconcile needs from the watched files (``watched.FileSource``)."""
+
+    def snapshot(self) -> FilesSnapshot:
+        """The settled route files, certificate pairs and templates."""
         ...
 
 
@@ -71,8 +96,22 @@ class _Memory:
 
     keys: frozenset[tuple[str, str]] = frozenset()
     reported: frozenset[tuple[str, ...]] = frozenset()
-    # Containers nginx rejected, by (id, labels fingerprint): tried excluded first next time.
+    # Containers and route files nginx rejected, by (unit, fingerprint): tried excluded
+    # first next time.
     rejected: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The template set of the live config, and the fingerprint of a set found broken
+    good_templates: TemplateSet | None = None
+    bad_templates: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A render (and, unless already live, ``nginx -t``) of one routing result."""
+
+    text: str | None
+    error: str | None = None
+    # the exception of a failed render, for finding the template line
+    exception: Exception | None = None
 
 
 class Reconciler:
@@ -87,44 +126,53 @@ class Reconciler:
         facts: RenderFacts,
         *,
         certificates: CertificateSource | None = None,
+        files: FileSourceLike | None = None,
     ) -> None:
         self._settings = settings
         self._source = source
         self._nginx = nginx
+        # used when there is no file source (then templates never change)
         self._env = env
         self._facts = facts
         self._certificates = certificates
+        self._files = files
         self._tls: TlsState | None = None
         self._memory = _Memory()
+        self._names: dict[str, str] = {}
 
     def reconcile(self) -> bool:
         """One full pass; True when nginx got a new config. Raises if the engine is away."""
         snapshot = self._source.snapshot()
+        files = self._files.snapshot() if self._files is not None else FilesSnapshot()
         containers = snapshot.containers
-        routing = snapshot.context
+        self._names = {c.id: c.name for c in containers}
+        fingerprints = {c.id: c.labels_fingerprint() for c in containers}
+        fingerprints |= {FILE_UNIT + f.name: f.digest for f in files.routes}
 
         def build(exclude: frozenset[str]) -> RoutingResult:
-            return build_routes(containers, routing, exclude)
+            return build_routes(containers, snapshot.context, exclude, files.routes)
 
         remembered = frozenset(
-            c.id for c in containers if (c.id, c.labels_fingerprint()) in self._memory.rejected
+            unit for unit, print_ in fingerprints.items() if (unit, print_) in self._memory.rejected
         )
         result = build(remembered)
-        self._report(result.problems, containers)
-        if self._certificates is not None:
-            self._certificates.want(acme_hosts(result.table, self._settings))
-            self._tls = self._certificates.state()
-        text = self._try_render(result)
-        # Most passes change nothing (a health check passed again, a replica's twin
-        # restarted): a config nginx already serves needs no `nginx -t`, which grows with
-        # the config.
-        if text is None or (not self._is_live(text) and not self._accepts(text)):
-            text, result = self._without_culprits(containers, build, result)
+        self._report(result.problems, fingerprints)
+        self._update_tls(result, files)
+        templates = self._templates(files.templates)
+        attempt = self._attempt(result, templates)
+        if attempt.error is not None and templates is not None:
+            templates, attempt = self._blame_templates(result, templates, attempt)
+        if attempt.error is not None:
+            text, result = self._without_culprits(fingerprints, build, result, templates)
             if text is None:
                 return False
-        elif remembered:
-            log.debug("rejected_containers_still_excluded", count=len(remembered))
+        else:
+            assert attempt.text is not None
+            text = attempt.text
+            if remembered:
+                log.debug("rejected_units_still_excluded", count=len(remembered))
 
+        self._templates_good(templates)
         if self._is_live(text):
             self._memory.keys = result.table.keys
             return False
@@ -136,54 +184,120 @@ class Reconciler:
             removed=len(self._memory.keys - keys),
             total=len(keys),
             containers=len(containers),
+            route_files=len(files.routes),
             reload_seconds=round(seconds, 4),
         )
         self._memory.keys = keys
         return True
 
+    def _update_tls(self, result: RoutingResult, files: FilesSnapshot) -> None:
+        own = files.certificates
+        if self._certificates is not None:
+            self._certificates.want(acme_hosts(result.table, self._settings, own))
+            self._tls = self._certificates.state()
+        elif own:
+            self._tls = TlsState()
+        if self._tls is not None:
+            where = self._facts.paths.own_certificates
+            pairs = tuple((c, CertFiles(where / f"{c.digest}.pem", c.digest)) for c in own)
+            self._tls = dataclasses.replace(self._tls, own=pairs)
+
     def _is_live(self, text: str) -> bool:
         return config_generation(text) == self._nginx.serving()
 
-    def _try_render(self, result: RoutingResult) -> str | None:
+    # -- templates -------------------------------------------------------------------
+
+    def _templates(self, current: TemplateSet | None) -> TemplateSet | None:
+        """The set to render with: the files' set, unless that exact set failed before."""
+        good = self._memory.good_templates
+        if current is None or good is None:
+            return current
+        if current.fingerprint == self._memory.bad_templates:
+            return good
+        # the files changed since the failure: a set that fails again is reported again
+        self._memory.bad_templates = None
+        return current
+
+    def _templates_good(self, templates: TemplateSet | None) -> None:
+        good = self._memory.good_templates
+        if templates is None or (good is not None and good.fingerprint == templates.fingerprint):
+            return
+        if good is not None:
+            log.info("templates_applied", changed=list(templates.changed_from(good)))
+        self._memory.good_templates = templates
+
+    def _blame_templates(
+        self, result: RoutingResult, templates: TemplateSet, failed: _Attempt
+    ) -> tuple[TemplateSet, _Attempt]:
+        """Whether the templates, not the routes, are at fault: the last good set renders
+        the same routes into a config nginx accepts. If so, go on with that set."""
+        fallback = self._memory.good_templates or templates.shipped_only()
+        if fallback.fingerprint == templates.fingerprint:
+            return templates, failed
+        attempt = self._attempt(result, fallback)
+        if attempt.error is not None:
+            return templates, failed
+        changed = templates.changed_from(fallback)
+        place = None
+        if failed.exception is not None:
+            place = template_error_place(failed.exception)
+        elif failed.text is not None and failed.error is not None:
+            place = place_in_templates(failed.error, failed.text, templates, changed)
+        fields: dict[str, object] = {"changed": list(changed)}
+        if place is not None:
+            fields["template"], line = place
+            if line is not None:
+                fields["line"] = line
+        log.error(
+            "template_invalid",
+            **fields,
+            error=failed.error,
+            action="kept the last good templates"
+            if self._memory.good_templates is not None
+            else "using the shipped templates",
+        )
+        self._memory.bad_templates = templates.fingerprint
+        return fallback, attempt
+
+    # -- rendering and testing -------------------------------------------------------
+
+    def _attempt(self, result: RoutingResult, templates: TemplateSet | None) -> _Attempt:
         try:
-            return self._render(result)
+            text = self._render(result, templates)
         except (jinja2.TemplateError, ValueError) as err:
-            log.error("render_failed", error=str(err))
-            return None
-
-    def _render(self, result: RoutingResult) -> str:
-        text = render_config(result.table, self._settings, self._facts, self._env, self._tls)
-        self._nginx.provide(auth_files(result.table))
-        return text
-
-    def _accepts(self, text: str) -> bool:
+            return _Attempt(None, f"template: {err}", err)
+        if self._is_live(text):
+            return _Attempt(text)
         try:
             self._nginx.test(text)
         except ConfigRejectedError as err:
-            log.warning("config_rejected", error=err.message)
-            return False
-        return True
+            return _Attempt(text, err.message)
+        return _Attempt(text)
+
+    def _render(self, result: RoutingResult, templates: TemplateSet | None) -> str:
+        env = self._env if templates is None else environment_for(templates)
+        text = render_config(result.table, self._settings, self._facts, env, self._tls)
+        self._nginx.provide(auth_files(result.table))
+        if self._tls is not None and self._tls.own:
+            used = own_in_use(result.table, self._settings, (c for c, _ in self._tls.own))
+            self._nginx.provide_certificates({f"{c.digest}.pem": c.pem for c in used})
+        return text
 
     def _without_culprits(
         self,
-        containers: Sequence[ContainerInfo],
+        fingerprints: Mapping[str, str],
         build: Callable[[frozenset[str]], RoutingResult],
         first: RoutingResult,
+        templates: TemplateSet | None,
     ) -> tuple[str | None, RoutingResult]:
-        """Find the containers nginx chokes on and return the config without them."""
-        suspects = sorted({c.id for c in containers} - first.skipped)
+        """Find the containers and route files nginx chokes on; the config without them."""
+        suspects = sorted(set(fingerprints) - first.skipped)
         errors: dict[frozenset[str], str] = {}
 
         def passes(excluded: frozenset[str]) -> bool:
-            result = build(excluded)
-            try:
-                text = self._render(result)
-                self._nginx.test(text)
-            except (jinja2.TemplateError, ValueError) as err:
-                errors[excluded] = f"template: {err}"
-                return False
-            except ConfigRejectedError as err:
-                errors[excluded] = err.message
+            attempt = self._attempt(build(excluded), templates)
+            if attempt.error is not None:
+                errors[excluded] = attempt.error
                 return False
             return True
 
@@ -191,35 +305,45 @@ class Reconciler:
         if culprits is None:
             log.error(
                 "config_invalid",
-                reason="nginx rejects the config even without any container; "
+                reason="nginx rejects the config even without any container or route file; "
                 "keeping the last good config",
                 error=errors.get(frozenset(suspects), ""),
             )
             return None, first
-        by_id = {c.id: c for c in containers}
         message = next(iter(errors.values()), "")
-        for container_id in sorted(culprits):
-            container = by_id[container_id]
-            key = (container.id, container.labels_fingerprint())
+        for unit in sorted(culprits):
+            key = (unit, fingerprints[unit])
             if key not in self._memory.rejected:
-                log.error(
-                    "container_rejected",
-                    container=container.name,
-                    container_id=container.id[:12],
-                    reason="nginx rejects the config this container's labels produce",
-                    error=message,
-                )
+                self._log_rejected(unit, message)
             self._memory.rejected[key] = message
-        live_ids = {(c.id, c.labels_fingerprint()) for c in containers}
-        self._memory.rejected = {k: v for k, v in self._memory.rejected.items() if k in live_ids}
+        live = set(fingerprints.items())
+        self._memory.rejected = {k: v for k, v in self._memory.rejected.items() if k in live}
         result = build(culprits)
-        text = self._render(result)
-        self._nginx.test(text)
-        return text, result
+        attempt = self._attempt(result, templates)
+        if attempt.error is not None or attempt.text is None:
+            raise ConfigRejectedError(attempt.error or "")
+        return attempt.text, result
 
-    def _report(self, problems: Sequence[Problem], containers: Sequence[ContainerInfo]) -> None:
+    def _log_rejected(self, unit: str, message: str) -> None:
+        if unit.startswith(FILE_UNIT):
+            log.error(
+                "routes_file_invalid",
+                file=unit.removeprefix(FILE_UNIT),
+                reason="nginx rejects the config this file's routes produce",
+                error=message,
+                action="file skipped",
+            )
+            return
+        log.error(
+            "container_rejected",
+            container=self._names.get(unit, unit),
+            container_id=unit[:12],
+            reason="nginx rejects the config this container's labels produce",
+            error=message,
+        )
+
+    def _report(self, problems: Sequence[Problem], fingerprints: Mapping[str, str]) -> None:
         """Log each problem once per container labels (repeated only when labels change)."""
-        fingerprints = {c.id: c.labels_fingerprint() for c in containers}
         current = set()
         for problem in problems:
             key = (
@@ -231,11 +355,15 @@ class Reconciler:
             current.add(key)
             if key in self._memory.reported:
                 continue
+            subject = {}
+            if problem.container:
+                subject["container"] = problem.container
+            if problem.container_id:
+                subject["container_id"] = problem.container_id[:12]
             log.log(
                 {"info": 20, "warning": 30, "error": 40}.get(problem.level, 30),
                 problem.event,
-                container=problem.container,
-                container_id=problem.container_id[:12],
+                **subject,
                 **dict(problem.fields),
             )
         self._memory.reported = frozenset(current)

@@ -13,9 +13,11 @@ upstream names below, 3.5 times the ``nginx -t`` time; see ``docs/benchmarks.md`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +47,8 @@ class Paths:
     control_socket: Path
     # htpasswd files of ``auth.basic`` labels: read by nginx's workers on each request
     auth_files: Path
+    # copies of your own certificate pairs (chain + key in one file, named by digest)
+    own_certificates: Path
 
     @classmethod
     def under(
@@ -67,6 +71,7 @@ class Paths:
             acme_challenge=challenge,
             control_socket=control_socket or nginx_dir / "control.sock",
             auth_files=challenge.with_name("auth"),
+            own_certificates=state_dir / "certs" / "own",
         )
 
 
@@ -477,10 +482,65 @@ def _regex_escape(value: str) -> str:
     return re.sub(r"([^A-Za-z0-9/_])", r"[\1]", value)
 
 
-def make_environment(override_dir: Path | None, builtin_dir: Path) -> jinja2.Environment:
-    """Templates from ``override_dir`` first (file by file), then the shipped ones."""
-    search = [str(override_dir)] if override_dir is not None else []
-    loader = jinja2.FileSystemLoader([*search, str(builtin_dir)])
+@dataclass(frozen=True, slots=True)
+class TemplateSet:
+    """The template texts one config is rendered from: yours over the shipped ones, by name.
+
+    Rendering from texts held in memory rather than from the directory lets reconcile keep
+    the set that last produced a good config: a template edit that breaks rendering or
+    that nginx rejects never reaches nginx, and configs keep being rendered from the set
+    that worked. Entries are (name, text, origin path).
+    """
+
+    shipped: tuple[tuple[str, str, str], ...]
+    own: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def effective(self) -> dict[str, tuple[str, str]]:
+        """Name to (text, origin) after your templates replaced the shipped ones."""
+        found = {name: (text, origin) for name, text, origin in self.shipped}
+        found.update({name: (text, origin) for name, text, origin in self.own})
+        return found
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the effective texts: equal sets render equal configs."""
+        digest = hashlib.sha256()
+        for name, (text, _) in sorted(self.effective.items()):
+            digest.update(f"{name}\0{len(text)}\0".encode())
+            digest.update(text.encode())
+        return digest.hexdigest()[:16]
+
+    def shipped_only(self) -> TemplateSet:
+        """The same set without your templates."""
+        return TemplateSet(self.shipped)
+
+    def changed_from(self, other: TemplateSet) -> tuple[str, ...]:
+        """Names whose text differs from ``other`` (added, edited or removed)."""
+        mine, theirs = self.effective, other.effective
+        names = set(mine) | set(theirs)
+        return tuple(
+            sorted(n for n in names if mine.get(n, ("", ""))[0] != theirs.get(n, ("", ""))[0])
+        )
+
+
+class _TextLoader(jinja2.BaseLoader):
+    """Templates from a ``TemplateSet``; each keeps its file path so errors name it."""
+
+    def __init__(self, templates: Mapping[str, tuple[str, str]]) -> None:
+        self._templates = templates
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        del environment
+        if template not in self._templates:
+            raise jinja2.TemplateNotFound(template)
+        text, origin = self._templates[template]
+        return text, origin, lambda: True
+
+
+def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
@@ -493,6 +553,78 @@ def make_environment(override_dir: Path | None, builtin_dir: Path) -> jinja2.Env
     env.filters["regex_escape"] = _regex_escape
     env.filters["quote"] = quote
     return env
+
+
+def make_environment(override_dir: Path | None, builtin_dir: Path) -> jinja2.Environment:
+    """Templates from ``override_dir`` first (file by file), then the shipped ones."""
+    search = [str(override_dir)] if override_dir is not None else []
+    return _environment(jinja2.FileSystemLoader([*search, str(builtin_dir)]))
+
+
+@functools.lru_cache(maxsize=4)
+def environment_for(templates: TemplateSet) -> jinja2.Environment:
+    """The Jinja2 environment of one template set (cached: compiling costs milliseconds)."""
+    return _environment(_TextLoader(templates.effective))
+
+
+def template_error_place(err: BaseException) -> tuple[str, int | None] | None:
+    """The template file and line a rendering error comes from, when it names one.
+
+    Syntax errors carry both; errors while rendering (an undefined variable, a value the
+    finalizer refuses) are found in the traceback, whose template frames Jinja2 gives the
+    template's file name and line.
+    """
+    if isinstance(err, jinja2.TemplateSyntaxError):
+        return (err.filename or err.name or "?", err.lineno)
+    frames = traceback.extract_tb(err.__traceback__)
+    for frame in reversed(frames):
+        if frame.filename.endswith(".j2"):
+            return (frame.filename, frame.lineno)
+    return None
+
+
+_CONFIG_LINE_RE = re.compile(r"\bnginx\.conf:([0-9]+)")
+_JINJA_TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}")
+
+
+def place_in_templates(
+    message: str, text: str, templates: TemplateSet, names: Iterable[str]
+) -> tuple[str, int | None] | None:
+    """Which line of the templates ``names`` most likely printed the config line nginx names.
+
+    nginx reports a line of the rendered config; a template line matches it when all its
+    literal parts (the text between Jinja tags) occur in that config line, in order. The
+    longest match wins. None when nginx names no line or no template line matches.
+    """
+    match = _CONFIG_LINE_RE.search(message)
+    lines = text.splitlines()
+    if match is None or not 0 < int(match.group(1)) <= len(lines):
+        return None
+    printed = lines[int(match.group(1)) - 1].strip()
+    effective = templates.effective
+    best: tuple[int, str, int] | None = None
+    for name in names:
+        if name not in effective:
+            continue
+        source, origin = effective[name]
+        for number, line in enumerate(source.splitlines(), start=1):
+            parts = [p.strip() for p in _JINJA_TAG_RE.split(line) if p.strip()]
+            if not parts or sum(map(len, parts)) < 3 or not _in_order(parts, printed):
+                continue
+            score = sum(map(len, parts))
+            if best is None or score > best[0]:
+                best = (score, origin, number)
+    return (best[1], best[2]) if best is not None else None
+
+
+def _in_order(parts: Iterable[str], line: str) -> bool:
+    at = 0
+    for part in parts:
+        found = line.find(part, at)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
 
 
 def render_config(

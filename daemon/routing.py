@@ -3,8 +3,10 @@
 Pure step after the Docker source and before rendering. It decides which containers
 get traffic (running, not paused, not ``starting``/``unhealthy``), how each is reached
 (network and port), and groups containers with the same host and path into one route
-with several backends (replicas). Everything it refuses is returned as a ``Problem``
-for the caller to log; one bad container never affects another.
+with several backends (replicas). Routes from your route files (``route_files``) join
+the same table; a host a file defines is the file's alone (see ``_file_hosts_win``).
+Everything it refuses is returned as a ``Problem`` for the caller to log; one bad
+container or file never affects another.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from typing import Literal
 
 from daemon.errors import LabelError
 from daemon.labels import Hsts, RouteLabels, RouteOptions, parse_labels
+from daemon.route_files import RouteFile
 from daemon.traefik import TRAEFIK_PREFIX, parse_traefik_labels, uses_traefik_labels
 
 # Health states in which Docker says the process is not ready for traffic.
 _NOT_READY_HEALTH = frozenset({"starting", "unhealthy"})
 # The label compose puts on every container it makes: its service name.
 COMPOSE_SERVICE = "com.docker.compose.service"
+# How a route file is named among container ids (``exclude``, ``skipped``, culprits).
+FILE_UNIT = "file:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +169,31 @@ class RoutingResult:
     skipped: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class FileOrigin:
+    """A route declared in a route file, as routing names it (``<file>:<route>``)."""
+
+    file: str
+    route: str
+
+    @property
+    def name(self) -> str:
+        """How the route is named beside container names (upstream comments, reasons)."""
+        return f"{self.file}:{self.route}"
+
+    @property
+    def id(self) -> str:
+        """The unit reconcile excludes when nginx rejects what the file produces."""
+        return FILE_UNIT + self.file
+
+
 @dataclass(slots=True)
 class _Candidate:
-    """A container's contribution to one route, before replicas are merged."""
+    """A container's (or a route file's) contribution to one route, before merging."""
 
-    container: ContainerInfo
+    origin: ContainerInfo | FileOrigin
     labels: RouteLabels
-    backend: Backend | None
+    backends: tuple[Backend, ...]
 
 
 def _choose_address(  # noqa: PLR0911 - one early return per documented rule
@@ -206,8 +229,11 @@ def _valid_ip(address: str) -> bool:
     return True
 
 
-def _problem(event: str, container: ContainerInfo, **fields: str) -> Problem:
-    return Problem(event, container.name, container.id, tuple(sorted(fields.items())))
+def _problem(event: str, origin: ContainerInfo | FileOrigin, **fields: str) -> Problem:
+    if isinstance(origin, FileOrigin):
+        fields = {"file": origin.file, "route": origin.route, **fields}
+        return Problem(event, "", "", tuple(sorted(fields.items())))
+    return Problem(event, origin.name, origin.id, tuple(sorted(fields.items())))
 
 
 def _route_problem(event: str, route: Route, reason: str) -> Problem:
@@ -239,7 +265,7 @@ def _address_book(containers: Iterable[ContainerInfo], ctx: RoutingContext) -> d
 
 
 def _resolve_forward_auth(
-    container: ContainerInfo,
+    origin: ContainerInfo | FileOrigin,
     labels: RouteLabels,
     book: Callable[[], Mapping[str, str]],
     problems: list[Problem],
@@ -262,7 +288,7 @@ def _resolve_forward_auth(
         problems.append(
             _problem(
                 "auth_server_unknown",
-                container,
+                origin,
                 host=host,
                 reason="no running container or compose service has this name; "
                 "requests fail closed (500) until one does",
@@ -341,14 +367,14 @@ def _candidates(
         labels = _resolve_forward_auth(container, labels, book, problems)  # noqa: PLW2901
         if not container.ready or labels.options.redirect is not None:
             # a redirect answers by itself: it needs no address or port
-            result.append(_Candidate(container, labels, None))
+            result.append(_Candidate(container, labels, ()))
             continue
         prefix = TRAEFIK_PREFIX if dialect else ctx.label_prefix
         where = f"{prefix}.{'' if dialect else 'route.'}{labels.name}" if labels.name else prefix
         backend = _backend(container, labels, where, ctx, problems)
         if backend is None:
             return None
-        result.append(_Candidate(container, labels, backend))
+        result.append(_Candidate(container, labels, (backend,)))
     return result
 
 
@@ -387,14 +413,19 @@ def build_routes(
     containers: Iterable[ContainerInfo],
     ctx: RoutingContext,
     exclude: frozenset[str] = frozenset(),
+    files: Iterable[RouteFile] = (),
 ) -> RoutingResult:
-    """Turn a container snapshot into the routing table; ``exclude`` drops ids (bisection)."""
+    """Turn containers and route files into the routing table.
+
+    ``exclude`` drops container ids and ``FILE_UNIT`` file names (reconcile's bisection).
+    """
     problems: list[Problem] = []
     skipped: set[str] = set()
-    grouped: dict[_Key, list[_Candidate]] = {}
     containers = sorted(containers, key=lambda c: (c.name, c.id))
     # only a forward-auth label needs it: built on first use, once per pass
     book = functools.cache(lambda: _address_book(containers, ctx))
+    from_files = _file_candidates(files, exclude, book, problems, skipped)
+    from_containers: list[_Candidate] = []
     for container in containers:
         if container.id in exclude:
             continue
@@ -402,11 +433,13 @@ def build_routes(
         if candidates is None:
             skipped.add(container.id)
             continue
-        for candidate in candidates:
-            for host in candidate.labels.hosts:
-                for path in candidate.labels.paths:
-                    key = (host, path, candidate.labels.exact)
-                    grouped.setdefault(key, []).append(candidate)
+        from_containers.extend(candidates)
+    grouped: dict[_Key, list[_Candidate]] = {}
+    for key, candidate in [
+        *_one_file_route_per_key(from_files, problems),
+        *_file_hosts_win(from_files, from_containers, problems),
+    ]:
+        grouped.setdefault(key, []).append(candidate)
 
     routes = []
     for (host, path, exact), candidates in sorted(grouped.items()):
@@ -415,6 +448,116 @@ def build_routes(
     routes = _drop_shadowed(routes, problems)
     routes = _one_host_policy(routes, problems)
     return RoutingResult(RoutingTable(tuple(routes)), tuple(problems), frozenset(skipped))
+
+
+def _file_candidates(
+    files: Iterable[RouteFile],
+    exclude: frozenset[str],
+    book: Callable[[], Mapping[str, str]],
+    problems: list[Problem],
+    skipped: set[str],
+) -> list[_Candidate]:
+    """The routes of every valid file; a file with an error, or reusing a route name that
+    an earlier file (by name) defines, is skipped whole."""
+    result: list[_Candidate] = []
+    names: dict[str, str] = {}
+    for file in sorted(files, key=lambda f: f.name):
+        unit = FILE_UNIT + file.name
+        if unit in exclude:
+            continue
+        reason = None
+        if file.error is not None:
+            reason = file.error.reason
+        else:
+            taken = [(r.name, names[r.name]) for r in file.routes if r.name in names]
+            if taken:
+                reason = f"route name {taken[0][0]!r} is already defined in {taken[0][1]}"
+        if reason is not None:
+            line = file.error.line if file.error is not None else None
+            fields = {"file": file.name, "reason": reason, "action": "file skipped"}
+            if line is not None:
+                fields["line"] = str(line)
+            problems.append(
+                Problem("routes_file_invalid", "", "", tuple(sorted(fields.items())), "error")
+            )
+            skipped.add(unit)
+            continue
+        for static in file.routes:
+            names[static.name] = file.name
+            origin = FileOrigin(file.name, static.name)
+            backends = tuple(sorted({Backend(s.address, s.port) for s in static.servers}))
+            for labels in static.routes:
+                resolved = _resolve_forward_auth(origin, labels, book, problems)
+                result.append(_Candidate(origin, resolved, backends))
+    return result
+
+
+def _keys(candidate: _Candidate) -> Iterable[_Key]:
+    for host in candidate.labels.hosts:
+        for path in candidate.labels.paths:
+            yield (host, path, candidate.labels.exact)
+
+
+def _one_file_route_per_key(
+    candidates: list[_Candidate], problems: list[Problem]
+) -> list[tuple[_Key, _Candidate]]:
+    """Two file routes on one host and path: the higher ``priority`` wins, then the first
+    by file and route name; files list servers, so there are no replicas to merge."""
+    best: dict[_Key, _Candidate] = {}
+    for candidate in candidates:
+        for key in _keys(candidate):
+            other = best.get(key)
+            if other is None or candidate.labels.priority > other.labels.priority:
+                best[key] = candidate
+                loser = other
+            else:
+                loser = candidate
+            if loser is not None:
+                winner = best[key]
+                problems.append(
+                    _problem(
+                        "route_conflict",
+                        loser.origin,
+                        host=key[0],
+                        path=key[1],
+                        reason=f"{winner.origin.name} defines the same host and path; it is served",
+                    )
+                )
+    return sorted(best.items(), key=lambda item: item[0])
+
+
+def _file_hosts_win(
+    from_files: list[_Candidate], from_containers: list[_Candidate], problems: list[Problem]
+) -> list[tuple[_Key, _Candidate]]:
+    """A host named in a route file belongs to the file: containers' routes for it go.
+
+    Files are written by whoever runs the proxy; labels come from any container started on
+    the engine. A container must not take over (or add paths to) a host the operator
+    pinned, so the file wins, whatever the priorities, and the container is told.
+    """
+    owners: dict[str, str] = {}
+    for candidate in from_files:
+        for host in candidate.labels.hosts:
+            owners.setdefault(host, candidate.origin.name)
+    kept = []
+    told: set[tuple[str, str]] = set()
+    for candidate in from_containers:
+        for key in _keys(candidate):
+            owner = owners.get(key[0])
+            if owner is None:
+                kept.append((key, candidate))
+            elif (candidate.origin.id, key[0]) not in told:
+                told.add((candidate.origin.id, key[0]))
+                problems.append(
+                    _problem(
+                        "route_conflict",
+                        candidate.origin,
+                        host=key[0],
+                        reason=f"the host is defined in route file {owner}; "
+                        "route files win over labels",
+                    )
+                )
+    return kept
 
 
 def _highest_priority(
@@ -428,10 +571,10 @@ def _highest_priority(
             problems.append(
                 _problem(
                     "route_shadowed",
-                    loser.container,
+                    loser.origin,
                     host=host,
                     path=path,
-                    reason=f"{winners[0].container.name} serves it with higher priority {top}",
+                    reason=f"{winners[0].origin.name} serves it with higher priority {top}",
                 )
             )
     return winners
@@ -515,21 +658,21 @@ def _merge_replicas(
             problems.append(
                 _problem(
                     "route_conflict",
-                    other.container,
+                    other.origin,
                     host=host,
                     path=path,
                     reason="proxy options (path.strip, websocket, headers, tls, ...) differ "
-                    f"from replica {first.container.name}; using the replica's",
+                    f"from replica {first.origin.name}; using the replica's",
                 )
             )
-    backends = sorted({c.backend for c in candidates if c.backend is not None})
+    backends = sorted({b for c in candidates for b in c.backends})
     return Route(
         host=host,
         path=path,
         exact=exact,
         options=first.labels.options,
         backends=tuple(backends),
-        containers=tuple(c.container.name for c in candidates),
+        containers=tuple(c.origin.name for c in candidates),
         tls=first.labels.tls,
         https=first.labels.https,
         hsts=first.labels.hsts,

@@ -1,7 +1,8 @@
 """Running: the daemon's process lifecycle and its one loop (``dockyard run``).
 
-Wires the steps together: the Docker watcher thread pokes the trigger; the loop on the
-main thread waits for it, supervises nginx, and runs one reconcile pass at a time.
+Wires the steps together: the Docker watcher thread and the file watcher (route files,
+your certificates and templates) poke the trigger; the loop on the main thread waits for
+it, supervises nginx, and runs one reconcile pass at a time.
 SIGTERM/SIGINT end the loop; nginx is asked to quit gracefully and the process exits 0
 with no nginx left behind.
 """
@@ -34,6 +35,7 @@ from daemon.routing import RoutingTable
 from daemon.settings import Settings
 from daemon.sources import DockerSource
 from daemon.trigger import Trigger
+from daemon.watched import FileSource, FileWatcher
 
 log = structlog.get_logger("daemon")
 
@@ -117,7 +119,10 @@ def run(settings: Settings) -> int:
     trigger = Trigger(settings.debounce_min, settings.debounce_max, settings.reload_interval)
     certificates = CertificateKeeper(settings, facts.paths.acme_challenge, on_change=trigger.poke)
     certificates.start()
-    reconciler = Reconciler(settings, source, nginx, env, facts, certificates=certificates)
+    files, watcher_of_files = _watch_files(settings, trigger)
+    reconciler = Reconciler(
+        settings, source, nginx, env, facts, certificates=certificates, files=files
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -159,12 +164,23 @@ def run(settings: Settings) -> int:
         if not nginx.running:
             _serve_without_engine(nginx, settings, facts, env)
 
-    _shut_down(settings, certificates, nginx)
+    _shut_down(settings, certificates, nginx, watcher_of_files)
     return 0
 
 
-def _shut_down(settings: Settings, certificates: CertificateKeeper, nginx: NginxProcess) -> None:
+def _watch_files(settings: Settings, trigger: Trigger) -> tuple[FileSource, FileWatcher]:
+    files = FileSource(settings, builtin_templates(), schedule=trigger.schedule)
+    files.prepare()
+    watcher = FileWatcher(files.directories, trigger.poke)
+    watcher.start()
+    return files, watcher
+
+
+def _shut_down(
+    settings: Settings, certificates: CertificateKeeper, nginx: NginxProcess, files: FileWatcher
+) -> None:
     log.info("dockyard_stopping")
+    files.stop()
     certificates.stop()
     nginx.stop()
     shutil.rmtree(private_temp_dir(settings.state_dir), ignore_errors=True)
@@ -181,6 +197,9 @@ def _log_start(settings: Settings, facts: RenderFacts) -> None:
         acme=settings.acme_enabled,
         acme_directory=settings.acme_directory if settings.acme_enabled else None,
         acme_challenge_dir=str(facts.paths.acme_challenge),
+        routes_dir=str(settings.routes_path),
+        certs_dir=str(settings.certs_path),
+        templates=str(settings.templates) if settings.templates else None,
     )
 
 

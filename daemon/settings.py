@@ -62,6 +62,9 @@ class Settings:
     acme_profile: str | None = None
     # CAs that backends with `scheme: https` (and HTTPS forward-auth servers) are checked against
     backend_ca: Path = Path("/etc/ssl/certs/ca-certificates.crt")
+    # watched directories; None: below the state dir (``routes_path``, ``certs_path``)
+    routes_dir: Path | None = None
+    certs_dir: Path | None = None
 
     @property
     def acme_enabled(self) -> bool:
@@ -72,6 +75,16 @@ class Settings:
     def store_path(self) -> Path:
         """The ACME store: ``DOCKYARD_ACME_STORE``, else ``acme.json`` in the state dir."""
         return self.acme_store or self.state_dir / "acme.json"
+
+    @property
+    def routes_path(self) -> Path:
+        """Static route files: ``DOCKYARD_ROUTES_DIR``, else ``routes.d`` in the state dir."""
+        return self.routes_dir or self.state_dir / "routes.d"
+
+    @property
+    def certs_path(self) -> Path:
+        """Your own certificate pairs: ``DOCKYARD_CERTS_DIR``, else ``certs.d`` in the state dir."""
+        return self.certs_dir or self.state_dir / "certs.d"
 
 
 def _port(variable: str, value: str) -> int:
@@ -159,6 +172,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912, PLR0915
         raise SettingsError("DOCKYARD_NGINX", nginx, "an nginx binary name or path, no spaces")
 
     templates = _path("DOCKYARD_TEMPLATES", v) if (v := get("DOCKYARD_TEMPLATES")) else None
+    routes_dir = _path("DOCKYARD_ROUTES_DIR", v) if (v := get("DOCKYARD_ROUTES_DIR")) else None
+    certs_dir = _path("DOCKYARD_CERTS_DIR", v) if (v := get("DOCKYARD_CERTS_DIR")) else None
     v = get("DOCKYARD_BACKEND_CA")
     backend_ca = _path("DOCKYARD_BACKEND_CA", v) if v else defaults.backend_ca
 
@@ -207,6 +222,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:  # noqa: PLR0912, PLR0915
         access_log=access_log,
         nginx=nginx,
         templates=templates,
+        routes_dir=routes_dir,
+        certs_dir=certs_dir,
         backend_ca=backend_ca,
         trusted_proxies=trusted,
         debounce_min=debounce_min,

@@ -6,16 +6,19 @@ labels and the settings into one ``HostTls`` per host, which ``rendering`` print
 defaults follow the issue's table: ACME when an email is set, else the self-signed fallback;
 HTTP redirects once a host has a CA-issued certificate and serves both schemes while it
 only has the fallback; HSTS only on CA-issued certificates unless a label asks for it.
+Your own certificates (``DOCKYARD_CERTS_DIR``) come first: a host one of them covers is
+served with it, counts as CA-issued, and wants no ACME certificate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from daemon.labels import Hsts
+from daemon.own_certificates import OwnCertificate, choose
 from daemon.routing import Route, RoutingTable
 from daemon.settings import Settings
 
@@ -39,10 +42,11 @@ class CertFiles:
 
 @dataclass(frozen=True, slots=True)
 class TlsState:
-    """The certificate files the edge has ready: the fallback, and CA-issued ones by host."""
+    """The certificate files ready to serve: the fallback, CA-issued ones by host, your own."""
 
     fallback: CertFiles | None = None
     certificates: tuple[tuple[str, CertFiles], ...] = ()
+    own: tuple[tuple[OwnCertificate, CertFiles], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +68,16 @@ def tls_mode(route: Route, settings: Settings) -> str:
     return route.tls or ("acme" if settings.acme_enabled else "self-signed")
 
 
-def acme_hosts(table: RoutingTable, settings: Settings) -> frozenset[str]:
-    """Hosts that want a certificate from the ACME CA."""
-    return frozenset(r.host for r in table.routes if tls_mode(r, settings) == "acme")
+def acme_hosts(
+    table: RoutingTable, settings: Settings, own: Iterable[OwnCertificate] = ()
+) -> frozenset[str]:
+    """Hosts that want a certificate from the ACME CA: none that one of ``own`` covers."""
+    own = tuple(own)
+    return frozenset(
+        r.host
+        for r in table.routes
+        if tls_mode(r, settings) == "acme" and choose(r.host, own) is None
+    )
 
 
 def host_policies(
@@ -74,20 +85,29 @@ def host_policies(
 ) -> Mapping[str, HostTls]:
     """One ``HostTls`` per routed host (routing already made the options per host)."""
     issued = dict(state.certificates)
+    own_files = {id(own): files for own, files in state.own}
     policies: dict[str, HostTls] = {}
     for route in table.routes:
         if route.host not in policies:
-            policies[route.host] = _policy(route, settings, state.fallback, issued)
+            own = choose(route.host, (own for own, _ in state.own))
+            mine = own_files[id(own)] if own is not None else None
+            policies[route.host] = _policy(route, settings, state.fallback, issued, mine)
     return policies
 
 
 def _policy(
-    route: Route, settings: Settings, fallback: CertFiles | None, issued: Mapping[str, CertFiles]
+    route: Route,
+    settings: Settings,
+    fallback: CertFiles | None,
+    issued: Mapping[str, CertFiles],
+    own: CertFiles | None,
 ) -> HostTls:
     mode = tls_mode(route, settings)
     if mode == "off":
         return HTTP_ONLY
-    certificate = issued.get(route.host) if mode == "acme" else None
+    # your own certificate wins over both ACME and the fallback (``tls: self-signed`` only
+    # says "order nothing"); it is trusted like a CA-issued one
+    certificate = own or (issued.get(route.host) if mode == "acme" else None)
     from_ca = certificate is not None
     certificate = certificate or fallback
     if certificate is None:  # no fallback yet (``dockyard render`` without a state dir)
@@ -98,3 +118,17 @@ def _policy(
     else:
         hsts = DEFAULT_HSTS if from_ca and route.hsts is None else None
     return HostTls(certificate, _HTTP_ROLES[https], hsts)
+
+
+def own_in_use(
+    table: RoutingTable, settings: Settings, own: Iterable[OwnCertificate]
+) -> tuple[OwnCertificate, ...]:
+    """Your certificates that serve at least one routed host (the ones nginx must read)."""
+    own = tuple(own)
+    used: dict[str, OwnCertificate] = {}
+    for route in table.routes:
+        if tls_mode(route, settings) != "off":
+            found = choose(route.host, own)
+            if found is not None:
+                used[found.name] = found
+    return tuple(used[name] for name in sorted(used))

@@ -62,6 +62,7 @@ class FakeNginx:
         self.applied: list[str] = []
         self.tested = 0
         self.files: dict[str, str] = {}
+        self.certificates: dict[str, bytes] = {}
         self._tested_text: str | None = None
 
     def serving(self) -> str | None:
@@ -75,6 +76,9 @@ class FakeNginx:
 
     def provide(self, files: Mapping[str, str]) -> None:
         self.files.update(files)
+
+    def provide_certificates(self, files: Mapping[str, bytes]) -> None:
+        self.certificates.update(files)
 
     def apply(self, text: str) -> float:
         assert text == self._tested_text

@@ -1,0 +1,350 @@
+"""Own certificates: pairs are checked, re-encoded for nginx, and chosen per host."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+)
+from cryptography.x509.oid import NameOID
+
+from daemon.own_certificates import (
+    PAIR_NAME_RE,
+    OwnCertificate,
+    PairError,
+    check_pair,
+    choose,
+    covers,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+TRADITIONAL = serialization.PrivateFormat.TraditionalOpenSSL
+OwnKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: PrivateKeyTypes, password: bytes | None = None) -> bytes:
+    """``key`` as PKCS#8 PEM, encrypted with ``password`` when one is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password)
+        if password
+        else serialization.NoEncryption()
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+
+
+def issue(
+    public_key: CertificatePublicKeyTypes,
+    subject: str,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None,
+    *,
+    names: Sequence[str] = (),
+    san: x509.SubjectAlternativeName | None = None,
+    not_before: datetime = NOW - DAY,
+    not_after: datetime = NOW + 90 * DAY,
+    ca: bool = False,
+) -> x509.Certificate:
+    """A certificate for ``public_key``, signed by ``issuer`` (the CA when None)."""
+    issuer_name, issuer_key = issuer or (CA_NAME, CA_KEY)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if names:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+# A tiny PKI: root CA -> intermediate -> leaf, all P-256 (fast to make).
+CA_KEY = ec.generate_private_key(ec.SECP256R1())
+CA_NAME = _name("Corp Root CA")
+INTERMEDIATE_KEY = ec.generate_private_key(ec.SECP256R1())
+INTERMEDIATE = issue(INTERMEDIATE_KEY.public_key(), "Corp Issuing CA", ca=True)
+BY_INTERMEDIATE = (INTERMEDIATE.subject, INTERMEDIATE_KEY)
+LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+LEAF = issue(
+    LEAF_KEY.public_key(),
+    "shop.example.org",
+    BY_INTERMEDIATE,
+    names=["Shop.Example.org", "api.example.org", "shop.example.org"],
+)
+CHAIN = _pem(LEAF) + _pem(INTERMEDIATE)
+KEY = key_pem(LEAF_KEY)
+
+
+def leaf_chain(
+    names: Sequence[str] = (),
+    san: x509.SubjectAlternativeName | None = None,
+    not_before: datetime = NOW - DAY,
+    not_after: datetime = NOW + 90 * DAY,
+) -> bytes:
+    """The chain (leaf, intermediate) of a leaf for ``LEAF_KEY`` with these fields."""
+    leaf = issue(
+        LEAF_KEY.public_key(),
+        "leaf",
+        BY_INTERMEDIATE,
+        names=names,
+        san=san,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    return _pem(leaf) + _pem(INTERMEDIATE)
+
+
+def test_valid_pair_gives_names_validity_and_the_pem_nginx_reads() -> None:
+    """Names are lower-cased, sorted, deduplicated; pem is leaf, intermediate, then the key."""
+    own = check_pair("shop", CHAIN, KEY, NOW)
+    assert own.name == "shop"
+    assert own.names == ("api.example.org", "shop.example.org")
+    assert (own.not_before, own.not_after) == (NOW - DAY, NOW + 90 * DAY)
+    assert own.not_after.tzinfo is not None
+    assert own.not_after.utcoffset() == timedelta(0)
+    assert own.pem == _pem(LEAF) + _pem(INTERMEDIATE) + KEY
+    assert x509.load_pem_x509_certificates(own.pem) == [LEAF, INTERMEDIATE]
+    assert own.digest == hashlib.sha256(own.pem).hexdigest()[:16]
+    assert check_pair("shop", CHAIN, KEY, NOW + DAY).digest == own.digest
+
+
+@pytest.mark.parametrize(
+    ("make_key", "key_format"),
+    [
+        # The "BEGIN EC/RSA PRIVATE KEY" form openssl often writes, and PKCS#8.
+        (lambda: ec.generate_private_key(ec.SECP384R1()), TRADITIONAL),
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), TRADITIONAL),
+        (ed25519.Ed25519PrivateKey.generate, serialization.PrivateFormat.PKCS8),
+    ],
+    ids=["ec384", "rsa2048", "ed25519"],
+)
+def test_supported_key_types_are_accepted(
+    make_key: Callable[[], OwnKey], key_format: serialization.PrivateFormat
+) -> None:
+    """EC, RSA and Ed25519 leaf keys all pass, and the key is re-emitted as PKCS#8."""
+    key = make_key()
+    leaf = issue(key.public_key(), "leaf", BY_INTERMEDIATE, names=["a.example.org"])
+    key_file = key.private_bytes(
+        serialization.Encoding.PEM, key_format, serialization.NoEncryption()
+    )
+    own = check_pair("k", _pem(leaf), key_file, NOW)
+    assert own.pem.endswith(key_pem(key))
+    assert own.names == ("a.example.org",)
+
+
+def test_wildcard_san_is_kept_as_is() -> None:
+    """A wildcard SAN is a name of the certificate, and serves the hosts it covers."""
+    own = check_pair("wild", leaf_chain(names=["*.Example.org", "example.org"]), KEY, NOW)
+    assert own.names == ("*.example.org", "example.org")
+    assert choose("shop.example.org", [own]) == own
+    assert choose("a.shop.example.org", [own]) is None
+
+
+def test_comments_and_stray_blocks_never_reach_nginx() -> None:
+    """Only the chain's certificates and the key are emitted: no text, no stray key block."""
+    stray_key = key_pem(ec.generate_private_key(ec.SECP256R1()))
+    chain = (
+        "# subject=CN = shop.example.org, O = Société Générale\n".encode()
+        + _pem(LEAF)
+        + stray_key
+        + b"issuer=CN = Corp Root CA\r\n"
+        + _pem(INTERMEDIATE).replace(b"\n", b"\r\n")
+    )
+    own = check_pair("shop", chain, KEY, NOW)
+    assert own.pem == _pem(LEAF) + _pem(INTERMEDIATE) + KEY
+    assert stray_key not in own.pem
+
+
+def test_repr_never_shows_the_key() -> None:
+    """Logging an OwnCertificate does not leak its private key."""
+    own = check_pair("shop", CHAIN, KEY, NOW)
+    assert "PRIVATE KEY" not in repr(own)
+    assert own.digest in repr(own)
+
+
+ENCRYPTED = key_pem(LEAF_KEY, b"secret")
+OTHER_KEY = key_pem(ec.generate_private_key(ec.SECP256R1()))
+X25519_KEY = key_pem(x25519.X25519PrivateKey.generate())
+BROKEN_BLOCK = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+DER = LEAF.public_bytes(serialization.Encoding.DER)
+NO_SAN = leaf_chain()
+IP_ONLY_SAN = leaf_chain(
+    san=x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::1"))])
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "chain", "key", "reason"),
+    [
+        ("", CHAIN, KEY, "pair name '' is not usable"),
+        (".hidden", CHAIN, KEY, "is not usable"),
+        ("a/b", CHAIN, KEY, "is not usable"),
+        ("a b", CHAIN, KEY, "is not usable"),
+        ("shop\n", CHAIN, KEY, "is not usable"),
+        ("x" * 101, CHAIN, KEY, "is not usable"),
+        ("shop", b"garbage", KEY, "shop.crt holds no certificate"),
+        ("shop", b"", KEY, "shop.crt holds no certificate"),
+        ("shop", KEY, KEY, "shop.crt holds no certificate"),
+        ("shop", BROKEN_BLOCK, KEY, "shop.crt is not a readable PEM certificate chain"),
+        ("shop", DER, KEY, "shop.crt is not a PEM text file"),
+        ("shop", CHAIN, b"garbage", "shop.key is not a readable PEM private key"),
+        ("shop", CHAIN, b"", "shop.key is not a readable PEM private key"),
+        ("shop", CHAIN, CHAIN, "shop.key is not a readable PEM private key"),
+        ("shop", CHAIN, b"\xff\x00", "shop.key is not a PEM text file"),
+        ("shop", CHAIN, ENCRYPTED, "the key is encrypted; dockyard needs it unencrypted"),
+        ("shop", CHAIN, X25519_KEY, r"unsupported type \(X25519PrivateKey\)"),
+        ("shop", CHAIN, OTHER_KEY, "does not match the certificate in shop.crt"),
+        ("shop", _pem(INTERMEDIATE) + _pem(LEAF), KEY, "matches certificate 2 of shop.crt"),
+        ("shop", NO_SAN, KEY, "no DNS names in subjectAltName"),
+        ("shop", IP_ONLY_SAN, KEY, "no DNS names in subjectAltName"),
+        (
+            "shop",
+            leaf_chain(names=["a.example.org"], not_after=NOW - DAY),
+            KEY,
+            "expired at 2025-05-31T12:00:00Z",
+        ),
+        (
+            "shop",
+            leaf_chain(names=["a.example.org"], not_after=NOW),
+            KEY,
+            "expired at 2025-06-01T12:00:00Z",
+        ),
+        (
+            "shop",
+            leaf_chain(names=["a.example.org"], not_before=NOW + timedelta(hours=2)),
+            KEY,
+            "not valid until 2025-06-01T14:00:00Z",
+        ),
+    ],
+    ids=[
+        "empty-name",
+        "dot-name",
+        "slash-name",
+        "space-name",
+        "newline-name",
+        "long-name",
+        "garbage-chain",
+        "empty-chain",
+        "key-as-chain",
+        "broken-chain",
+        "der-chain",
+        "garbage-key",
+        "empty-key",
+        "chain-as-key",
+        "binary-key",
+        "encrypted-key",
+        "unsupported-key",
+        "mismatch",
+        "leaf-not-first",
+        "no-san",
+        "ip-only-san",
+        "expired",
+        "expires-now",
+        "not-yet-valid",
+    ],
+)
+def test_unusable_pairs_are_refused_with_a_reason(
+    name: str, chain: bytes, key: bytes, reason: str
+) -> None:
+    """Each problem gets its own sentence, which never quotes the key or another error."""
+    with pytest.raises(PairError, match=reason) as caught:
+        check_pair(name, chain, key, NOW)
+    assert caught.value.reason == str(caught.value)
+    assert caught.value.__cause__ is None
+    for secret in (KEY, OTHER_KEY, ENCRYPTED):
+        assert secret.splitlines()[1].decode() not in caught.value.reason
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 100, "corp-CA_1.v2", "9"])
+def test_pair_names_that_are_accepted(name: str) -> None:
+    """Letters, digits, dots, dashes and underscores, up to 100, not starting with a dot."""
+    assert PAIR_NAME_RE.match(name)
+    assert check_pair(name, CHAIN, KEY, NOW).name == name
+
+
+def test_naive_now_is_a_programming_error() -> None:
+    """A naive ``now`` cannot be compared with certificate times, so it is refused loudly."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        check_pair("shop", CHAIN, KEY, NOW.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "expected"),
+    [
+        ("example.org", "example.org", True),
+        ("Example.ORG", "example.org", True),
+        ("example.org", "EXAMPLE.org", True),
+        ("example.org", "www.example.org", False),
+        ("www.example.org", "example.org", False),
+        ("*.example.org", "a.example.org", True),
+        ("*.example.org", "A.Example.Org", True),
+        ("*.Example.org", "a.example.org", True),
+        ("*.example.org", "example.org", False),
+        ("*.example.org", ".example.org", False),
+        ("*.example.org", "a.b.example.org", False),
+        ("*.example.org", "aexample.org", False),
+        ("*.example.org", "a.example.org.evil", False),
+        ("*.example.org", "*.example.org", True),
+        ("*.example.org", "*.a.example.org", False),
+        ("*.a.example.org", "*.example.org", False),
+        ("a.example.org", "*.example.org", False),
+    ],
+)
+def test_covers(pattern: str, host: str, expected: bool) -> None:
+    """Exact names match case-insensitively; a wildcard covers exactly one extra label."""
+    assert covers(pattern, host) is expected
+
+
+def own(name: str, names: tuple[str, ...], days: int = 90) -> OwnCertificate:
+    """An OwnCertificate built directly (choose only reads names, not_after and name)."""
+    return OwnCertificate(name, names, NOW - DAY, NOW + days * DAY, b"", name)
+
+
+def test_choose_prefers_an_exact_name_over_a_wildcard() -> None:
+    """An exact SAN wins even against a wildcard that lasts longer."""
+    exact, wild = own("exact", ("shop.example.org",)), own("wild", ("*.example.org",), 300)
+    assert choose("shop.example.org", [wild, exact]) == exact
+    assert choose("Shop.Example.org", [exact, wild]) == exact
+    assert choose("api.example.org", [exact, wild]) == wild
+
+
+def test_choose_then_prefers_the_later_expiry_then_the_name() -> None:
+    """Among equal matches the one lasting longest wins; a tie goes to the first name."""
+    short, long_ = own("a-short", ("*.example.org",), 30), own("z-long", ("*.example.org",), 60)
+    assert choose("shop.example.org", [short, long_]) == long_
+    assert choose("shop.example.org", [long_, short]) == long_
+    b, a = own("b", ("shop.example.org",)), own("a", ("shop.example.org",))
+    assert choose("shop.example.org", [b, a]) == a
+    assert choose("shop.example.org", [a, b]) == a
+
+
+def test_choose_returns_none_when_nothing_covers_the_host() -> None:
+    """No certificate for the host (or none at all): ACME or the fallback serve it."""
+    assert choose("example.org", [own("wild", ("*.example.org",))]) is None
+    assert choose("example.org", []) is None
+    assert choose("example.org", iter([own("apex", ("example.org",))])) is not None
