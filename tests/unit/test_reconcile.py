@@ -10,11 +10,19 @@ from structlog.testing import capture_logs
 
 from daemon.errors import ConfigRejectedError, EngineUnavailableError
 from daemon.reconcile import Reconciler, find_culprits
-from daemon.rendering import Paths, RenderFacts, config_generation, make_environment
+from daemon.rendering import (
+    Paths,
+    RenderFacts,
+    TemplateSet,
+    config_generation,
+    make_environment,
+)
+from daemon.route_files import parse_routes_file
 from daemon.routing import Attachment, ContainerInfo, RoutingContext
 from daemon.running import builtin_templates
 from daemon.settings import Settings
 from daemon.sources import Snapshot
+from daemon.watched import FilesSnapshot, read_shipped_templates
 
 
 def test_find_culprits_finds_every_bad_one_with_few_tests() -> None:
@@ -72,6 +80,11 @@ class FakeNginx:
         self.tested += 1
         if "server_name bad.test;" in text:
             raise ConfigRejectedError('nginx: [emerg] something about "bad.test"')
+        for number, line in enumerate(text.splitlines(), start=1):
+            if "proxy_passs" in line:
+                raise ConfigRejectedError(
+                    f'nginx: [emerg] unknown directive "proxy_passs" in nginx.conf:{number}'
+                )
         self._tested_text = text
 
     def provide(self, files: Mapping[str, str]) -> None:
@@ -202,3 +215,132 @@ def test_problems_are_logged_once_per_labels(
     with capture_logs() as logs:
         reconciler.reconcile()
     assert [e["value"] for e in logs if e["event"] == "label_invalid"] == ["x{y"]
+
+
+SHIPPED = read_shipped_templates(builtin_templates())
+BODY = {name: text for name, text, _ in SHIPPED}["location_body.j2"]
+BROKEN_LINE = next(n for n, line in enumerate(BODY.splitlines(), start=1) if "proxy_pass " in line)
+
+
+class FakeFiles:
+    """Hands out whatever snapshot the test sets."""
+
+    def __init__(self) -> None:
+        self.current = FilesSnapshot(templates=TemplateSet(SHIPPED))
+
+    def snapshot(self) -> FilesSnapshot:
+        return self.current
+
+    def use_templates(self, body: str) -> None:
+        own = (("location_body.j2", body, "/own/location_body.j2"),)
+        self.current = FilesSnapshot(self.current.routes, templates=TemplateSet(SHIPPED, own))
+
+
+@pytest.fixture
+def with_files() -> tuple[FakeSource, FakeNginx, FakeFiles, Reconciler]:
+    """A reconciler whose templates and route files come from a fake file source."""
+    settings = Settings(state_dir=Path("/state"))
+    source = FakeSource([web("a", "a.test", "172.17.0.2")])
+    nginx = FakeNginx()
+    files = FakeFiles()
+    env = make_environment(None, builtin_templates())
+    facts = RenderFacts(Paths.under(settings.state_dir))
+    return source, nginx, files, Reconciler(settings, source, nginx, env, facts, files=files)
+
+
+def broken(body: str) -> str:
+    """The location template with an unknown directive nginx refuses."""
+    return body.replace("proxy_pass ", "proxy_passs ", 1)
+
+
+def test_template_nginx_rejects_keeps_the_last_good_templates(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """A template edit nginx rejects is named with file and line; the good set keeps serving."""
+    source, nginx, files, reconciler = with_files
+    assert reconciler.reconcile() is True
+    files.use_templates(broken(BODY))
+    source.containers = [*source.containers, web("b", "b.test", "172.17.0.3")]
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is True
+    (invalid,) = [e for e in logs if e["event"] == "template_invalid"]
+    assert (invalid["template"], invalid["line"]) == ("/own/location_body.j2", BROKEN_LINE)
+    assert invalid["changed"] == ["location_body.j2"]
+    assert invalid["action"] == "kept the last good templates"
+    assert nginx.live is not None
+    assert "proxy_passs" not in nginx.live
+    assert "server_name b.test;" in nginx.live  # the routes still moved on
+
+    tested = nginx.tested
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is False
+    assert nginx.tested == tested  # the known-bad set is not tried again
+    assert not [e for e in logs if e["event"] == "template_invalid"]
+
+
+def test_broken_template_at_start_renders_with_the_shipped_ones(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """With no good set yet, a broken template leaves the shipped templates in use."""
+    _, nginx, files, reconciler = with_files
+    files.use_templates(broken(BODY))
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is True
+    (invalid,) = [e for e in logs if e["event"] == "template_invalid"]
+    assert invalid["action"] == "using the shipped templates"
+    assert nginx.live is not None
+    assert "server_name a.test;" in nginx.live
+
+
+def test_template_syntax_error_names_file_and_line(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """A Jinja syntax error is reported with the template's path and the line of the error."""
+    _, nginx, files, reconciler = with_files
+    reconciler.reconcile()
+    files.use_templates(BODY + "{% if %}\n")
+    with capture_logs() as logs:
+        reconciler.reconcile()
+    (invalid,) = [e for e in logs if e["event"] == "template_invalid"]
+    assert invalid["template"] == "/own/location_body.j2"
+    assert invalid["line"] == len(BODY.splitlines()) + 1
+    assert len(nginx.applied) == 1
+
+
+def test_fixed_template_is_applied(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """After a broken edit, a good edit goes live and ``templates_applied`` names it."""
+    _, nginx, files, reconciler = with_files
+    reconciler.reconcile()
+    files.use_templates(broken(BODY))
+    reconciler.reconcile()
+    files.use_templates(BODY.replace("proxy_pass ", "# edited\nproxy_pass ", 1))
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is True
+    assert nginx.live is not None
+    assert "# edited" in nginx.live
+    (applied,) = [e for e in logs if e["event"] == "templates_applied"]
+    assert applied["changed"] == ["location_body.j2"]
+
+
+def test_route_file_nginx_rejects_is_skipped_and_the_rest_served(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """A route file whose config nginx refuses is left out; containers and other files serve."""
+    _, nginx, files, reconciler = with_files
+    good = parse_routes_file(
+        "good.yaml", b"routes:\n  g:\n    host: g.test\n    servers: [http://10.0.0.1]\n"
+    )
+    bad = parse_routes_file(
+        "bad.yaml", b"routes:\n  b:\n    host: bad.test\n    servers: [http://10.0.0.2]\n"
+    )
+    files.current = FilesSnapshot((bad, good), templates=files.current.templates)
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is True
+    (invalid,) = [e for e in logs if e["event"] == "routes_file_invalid"]
+    assert (invalid["file"], invalid["action"]) == ("bad.yaml", "file skipped")
+    assert "bad.test" in invalid["error"]
+    assert nginx.live is not None
+    assert "server_name g.test;" in nginx.live
+    assert "bad.test" not in nginx.live
