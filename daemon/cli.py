@@ -1,7 +1,7 @@
 """CLI: the ``dockyard`` command (and ``python -m daemon``), the entry point of the flow.
 
 ``dockyard run`` runs the daemon; ``dockyard render`` prints the config it would write
-for the containers running now; ``dockyard import-traefik`` moves a Traefik v1
+for the containers running now and the route files; ``dockyard import-traefik`` moves a Traefik v1
 ``acme.json`` into the certificate store (exit code 1 when it refuses, nothing written);
 ``dockyard check`` reads compose files, never Docker, and prints the routes and problems
 they would give (exit code 1 on errors).
@@ -25,7 +25,7 @@ from acme_store.store import JsonStore
 from daemon import __version__
 from daemon.errors import EngineUnavailableError, SettingsError
 from daemon.logs import configure_logging
-from daemon.rendering import make_environment, render_config
+from daemon.rendering import environment_for, make_environment, render_config
 from daemon.routing import build_routes
 from daemon.settings import Settings, load_settings
 
@@ -133,16 +133,23 @@ def render(settings: Settings) -> int:
     """Print the config for the running containers to stdout; problems go to stderr."""
     from daemon.running import builtin_templates, detect_facts  # noqa: PLC0415
     from daemon.sources import DockerSource  # noqa: PLC0415 - `check` never loads docker
+    from daemon.watched import FileSource  # noqa: PLC0415
 
     try:
         snapshot = DockerSource(settings).snapshot()
     except EngineUnavailableError as err:
         log.error("docker_unavailable", error=str(err))
         return 1
-    result = build_routes(snapshot.containers, snapshot.context)
+    files = FileSource(settings, builtin_templates(), schedule=lambda _: None).snapshot()
+    result = build_routes(snapshot.containers, snapshot.context, files=files.routes)
     for problem in result.problems:
-        log.warning(problem.event, container=problem.container, **dict(problem.fields))
-    env = make_environment(settings.templates, builtin_templates())
+        subject = {"container": problem.container} if problem.container else {}
+        log.warning(problem.event, **subject, **dict(problem.fields))
+    env = (
+        environment_for(files.templates)
+        if files.templates is not None
+        else make_environment(settings.templates, builtin_templates())
+    )
     sys.stdout.write(render_config(result.table, settings, detect_facts(settings), env))
     return 0
 

@@ -24,7 +24,7 @@ from typing import Protocol
 import jinja2
 import structlog
 
-from daemon.errors import ConfigRejectedError
+from daemon.errors import ConfigRejectedError, EngineUnavailableError
 from daemon.nginx import NginxControl
 from daemon.rendering import (
     RenderFacts,
@@ -38,7 +38,7 @@ from daemon.rendering import (
 )
 from daemon.routing import FILE_UNIT, Problem, RoutingResult, build_routes
 from daemon.settings import Settings
-from daemon.sources import ContainerSource
+from daemon.sources import ContainerSource, Snapshot
 from daemon.tls import CertFiles, TlsState, acme_hosts, own_in_use
 from daemon.watched import FilesSnapshot
 
@@ -139,10 +139,27 @@ class Reconciler:
         self._tls: TlsState | None = None
         self._memory = _Memory()
         self._names: dict[str, str] = {}
+        self._last_snapshot: Snapshot | None = None
 
     def reconcile(self) -> bool:
-        """One full pass; True when nginx got a new config. Raises if the engine is away."""
-        snapshot = self._source.snapshot()
+        """One full pass; True when nginx got a new config. Raises if the engine is away.
+
+        With the engine away, the watched files still apply: the pass runs over the
+        containers the last good snapshot saw (what nginx serves anyway), then raises so
+        the loop keeps retrying the engine. Before any snapshot, nothing runs: the last
+        good config of the previous run keeps serving.
+        """
+        try:
+            snapshot = self._source.snapshot()
+        except EngineUnavailableError:
+            if self._files is None or self._last_snapshot is None:
+                raise
+            self._pass(self._last_snapshot)
+            raise
+        self._last_snapshot = snapshot
+        return self._pass(snapshot)
+
+    def _pass(self, snapshot: Snapshot) -> bool:
         files = self._files.snapshot() if self._files is not None else FilesSnapshot()
         containers = snapshot.containers
         self._names = {c.id: c.name for c in containers}

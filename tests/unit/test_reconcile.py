@@ -344,3 +344,32 @@ def test_route_file_nginx_rejects_is_skipped_and_the_rest_served(
     assert nginx.live is not None
     assert "server_name g.test;" in nginx.live
     assert "bad.test" not in nginx.live
+
+
+def test_route_files_apply_while_the_engine_is_away(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """With the engine down, a new route file still goes live beside the last seen containers."""
+    source, nginx, files, reconciler = with_files
+    reconciler.reconcile()
+    source.down = True
+    route = parse_routes_file(
+        "nas.yaml", b"routes:\n  nas:\n    host: nas.test\n    servers: [http://10.0.0.9]\n"
+    )
+    files.current = FilesSnapshot((route,), templates=files.current.templates)
+    with pytest.raises(EngineUnavailableError):
+        reconciler.reconcile()
+    assert nginx.live is not None
+    assert "server_name nas.test;" in nginx.live
+    assert "server_name a.test;" in nginx.live
+
+
+def test_engine_away_before_any_snapshot_changes_nothing(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """Without a first snapshot, an unreachable engine raises and nothing is applied."""
+    source, nginx, _, reconciler = with_files
+    source.down = True
+    with pytest.raises(EngineUnavailableError):
+        reconciler.reconcile()
+    assert nginx.applied == []
