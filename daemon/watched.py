@@ -226,7 +226,7 @@ class FileSource:
                 if self._settled(lone[1], now, wake):
                     missing = stem + (_KEY_SUFFIX if key is None else _CERT_SUFFIX)
                     self._report_once(
-                        ("pair", stem, missing),
+                        ("pair", stem, missing, str(lone[1])),
                         "certificate_file_invalid",
                         file=lone[0].name,
                         reason=f"no {missing} beside it; both files are needed",
