@@ -3,8 +3,8 @@
 ``dockyard run`` runs the daemon; ``dockyard render`` prints the config it would write
 for the containers running now and the route files; ``dockyard import-traefik`` moves a Traefik v1
 ``acme.json`` into the certificate store (exit code 1 when it refuses, nothing written);
-``dockyard check`` reads compose files, never Docker, and prints the routes and problems
-they would give (exit code 1 on errors).
+``dockyard check`` reads compose files and route files, never Docker, and prints the
+routes and problems they would give (exit code 1 on errors).
 Flags mirror the ``DOCKYARD_*`` variables and win over them; a bad setting stops startup
 with one ``settings_invalid`` line and exit code 2.
 """
@@ -83,10 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     checking = commands.add_parser(
         "check",
-        help="print the routes and label problems of compose files, without Docker "
+        help="print the routes and problems of compose files and route files, without Docker "
         "(exit 1 on errors, 2 when a file cannot be read)",
     )
-    checking.add_argument("files", metavar="COMPOSE_FILE", type=Path, nargs="+")
+    # optional so that route files can be checked alone; main() refuses an empty check
+    checking.add_argument("files", metavar="COMPOSE_FILE", type=Path, nargs="*")
+    checking.add_argument(
+        "--routes",
+        metavar="PATH",
+        type=Path,
+        action="append",
+        default=[],
+        help="a route file, or a directory of them as DOCKYARD_ROUTES_DIR (repeatable)",
+    )
     checking.add_argument("--format", choices=("text", "json"), default="text")
     checking.add_argument("-p", "--project-name", metavar="NAME", help="as docker compose -p")
     checking.add_argument(
@@ -121,8 +130,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         from daemon import compose_check  # noqa: PLC0415 - loads yaml: only here
 
+        if not args.files and not args.routes:
+            sys.stderr.write(
+                "dockyard check: nothing to check: give compose files, --routes PATH, or both\n"
+            )
+            return 2
         return compose_check.run_check(
-            args.files, os.environ, settings, output=args.format, project_name=args.project_name
+            args.files,
+            os.environ,
+            settings,
+            routes=args.routes,
+            output=args.format,
+            project_name=args.project_name,
         )
     from daemon.running import run  # noqa: PLC0415 - keeps `render` and `--version` light
 

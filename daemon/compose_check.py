@@ -8,7 +8,10 @@ makes one ``ContainerInfo`` per service with a placeholder address, and runs the
 pure ``routing.build_routes`` as the daemon, so every label dialect routing reads is
 checked the same way. The result is a ``CheckReport``: per service, the routes it would
 get and its findings, each an error (the deployed proxy would not do what the file says)
-or a warning. Nothing here imports ``sources`` or talks to Docker.
+or a warning. Route files (``--routes``) are parsed by ``route_files`` and routed in the
+same call, as the daemon routes them beside its containers, so a file's own errors and a
+host both a file and a service claim show up before the file reaches the routes directory.
+Nothing here imports ``sources`` or talks to Docker.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import yaml
 
 from daemon.errors import DockyardError
 from daemon.labels import ForwardAuth, RateLimit, Redirect, RouteOptions
+from daemon.route_files import ROUTE_FILE_SUFFIXES, RouteFile, parse_routes_file
 from daemon.routing import (
     COMPOSE_SERVICE,
+    FILE_UNIT,
     Attachment,
     ContainerInfo,
     Problem,
@@ -48,6 +53,7 @@ __all__ = [
     "format_json",
     "format_text",
     "read_compose",
+    "read_route_files",
     "run_check",
 ]
 
@@ -69,7 +75,8 @@ _COMPOSE_PROJECT = "com.docker.compose.project"
 
 
 class ComposeError(DockyardError):
-    """A compose file that cannot be used: missing, unreadable, not YAML, or malformed."""
+    """A compose file that cannot be used (missing, unreadable, not YAML, or malformed), or a
+    route file or directory that cannot be read."""
 
 
 class _ComposeLoader(yaml.SafeLoader):
@@ -384,9 +391,12 @@ class RouteSummary:
     host: str
     path: str
     exact: bool
-    # None for redirects, and when the image's EXPOSE decides (unknown without Docker)
+    # None for redirects, when the image's EXPOSE decides (unknown without Docker), and
+    # for a route file's route, whose backends are its servers
     port: int | None
     options: tuple[tuple[str, str], ...] = ()
+    # a route file's servers as URLs (``http://10.0.0.5:8096``); empty for a service
+    servers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,12 +415,17 @@ class CheckReport:
     project: str
     files: tuple[str, ...]
     services: tuple[ServiceReport, ...]
-    # findings no single service owns
+    # findings no single service owns (and a route file's own errors)
     findings: tuple[Finding, ...] = ()
+    # the route files read; None when none were asked for (compose files only)
+    route_files: tuple[str, ...] | None = None
+    # one entry per route of the route files routing kept, named ``<file>:<route>``
+    file_routes: tuple[ServiceReport, ...] = ()
 
     def count(self, level: Level) -> int:
         """How many findings of ``level`` there are in all."""
-        every = [*self.findings, *(f for s in self.services for f in s.findings)]
+        entries = (*self.services, *self.file_routes)
+        every = [*self.findings, *(f for entry in entries for f in entry.findings)]
         return sum(finding.level == level for finding in every)
 
     @property
@@ -420,9 +435,13 @@ class CheckReport:
 
 
 def check_compose(
-    project: ComposeProject, label_prefix: str, default_network: str | None = None
+    project: ComposeProject,
+    label_prefix: str,
+    default_network: str | None = None,
+    route_files: Sequence[RouteFile] | None = None,
 ) -> CheckReport:
-    """Route the project's services as the daemon would; collect routes and findings."""
+    """Route the project's services (and route files) as the daemon would; collect routes
+    and findings. ``route_files`` None means none were asked for."""
     addresses = {
         service.name: _HOST_GATEWAY
         if service.network_mode == "host"
@@ -433,21 +452,42 @@ def check_compose(
         label_prefix=label_prefix, default_network=default_network, host_gateway=_HOST_GATEWAY
     )
     containers = [_container(s, project.name, addresses[s.name]) for s in project.services]
-    result = build_routes(containers, ctx)
+    result = build_routes(containers, ctx, files=route_files or ())
     by_name = {service.name: service for service in project.services}
     findings = {name: _compose_findings(service, label_prefix) for name, service in by_name.items()}
+    # a file routing skipped (invalid, or a route name taken) serves nothing: no entries
+    entries: dict[str, list[Finding]] = {
+        f"{file.name}:{static.name}": []
+        for file in route_files or ()
+        if FILE_UNIT + file.name not in result.skipped
+        for static in file.routes
+    }
     loose = []
     for problem in result.problems:
+        fields = dict(problem.fields)
+        entry = f"{fields.get('file')}:{fields.get('route')}"
+        if not problem.container and entry in entries:
+            # the entry's name says file and route already
+            kept = tuple(item for item in problem.fields if item[0] not in ("file", "route"))
+            entries[entry].append(Finding(_level(problem), problem.event, kept))
+            continue
         owners = [name for name in problem.container.split(", ") if name in by_name]
         for owner in owners:
             findings[owner].append(_finding(problem, by_name[owner], project.name))
-        if not owners:
+        # a merged route's problem (shadowed, host options) names file routes like services
+        named = [name for name in problem.container.split(", ") if name in entries]
+        for name in named:
+            entries[name].append(_finding(problem, None, project.name))
+        if not owners and not named:
             loose.append(_finding(problem, None, project.name))
     routes: dict[str, list[RouteSummary]] = {name: [] for name in by_name}
+    file_routes: dict[str, list[RouteSummary]] = {name: [] for name in entries}
     for route in result.table.routes:
         for name in route.containers:
             if name in routes:
                 routes[name].append(_summary(route, addresses[name]))
+            elif name in file_routes:
+                file_routes[name].append(_file_summary(route))
     for name, summaries in routes.items():
         if any(r.port is None and "redirect.to" not in dict(r.options) for r in summaries):
             findings[name].append(_unverified_port(label_prefix))
@@ -458,6 +498,11 @@ def check_compose(
             ServiceReport(name, tuple(routes[name]), _by_level(findings[name])) for name in by_name
         ),
         findings=_by_level(loose),
+        route_files=None if route_files is None else tuple(file.name for file in route_files),
+        file_routes=tuple(
+            ServiceReport(name, tuple(file_routes[name]), _by_level(found))
+            for name, found in entries.items()
+        ),
     )
 
 
@@ -544,6 +589,20 @@ def _summary(route: Route, address: str) -> RouteSummary:
     )
 
 
+def _file_summary(route: Route) -> RouteSummary:
+    # https+insecure still speaks https:// (its option is listed among the options)
+    scheme = "https" if route.options.scheme.startswith("https") else "http"
+    servers = tuple(f"{scheme}://{backend.endpoint}" for backend in route.backends)
+    return RouteSummary(
+        host=route.host,
+        path=route.path,
+        exact=route.exact,
+        port=None,
+        options=_options(route),
+        servers=servers,
+    )
+
+
 def _options(route: Route) -> tuple[tuple[str, str], ...]:
     """The route's settings that differ from the defaults, as short text."""
     found = [(name, value) for name, value in (("tls", route.tls), ("https", route.https)) if value]
@@ -594,31 +653,42 @@ def _option_text(value: object) -> str:
 
 
 def format_text(report: CheckReport) -> str:
-    """For people: each service, its routes, then its errors, warnings and notes."""
-    lines = [f"{', '.join(report.files)} (project {report.project})"]
+    """For people: each service (then each file route), its routes, then its errors,
+    warnings and notes."""
+    lines = []
+    if report.files:
+        lines.append(f"{', '.join(report.files)} (project {report.project})")
+    if report.route_files is not None:
+        lines.append(f"route files: {', '.join(report.route_files) or 'none found'}")
     lines += [_finding_line(finding) for finding in report.findings]
-    for service in report.services:
-        lines.append(f"{service.name}:")
-        for route in service.routes:
+    for entry in (*report.services, *report.file_routes):
+        lines.append(f"{entry.name}:")
+        for route in entry.routes:
             where = f"{route.host}{route.path}" + (" (exact)" if route.exact else "")
             if "redirect.to" in dict(route.options):
                 target = "redirect"
+            elif route.servers:
+                target = ", ".join(route.servers)
             elif route.port is None:
                 target = "port from the image's EXPOSE"
             else:
                 target = f"port {route.port}"
             options = ", ".join(f"{name}={value}" for name, value in route.options)
             lines.append(f"  route    {where} -> {target}" + (f"  [{options}]" if options else ""))
-        if not service.routes and not service.findings:
+        if not entry.routes and not entry.findings:
             lines.append("  no routes")
-        lines += ["  " + _finding_line(finding) for finding in service.findings]
+        lines += ["  " + _finding_line(finding) for finding in entry.findings]
     errors, warnings = report.count("error"), report.count("warning")
-    routes = sum(len(s.routes) for s in report.services)
+    routes = sum(len(entry.routes) for entry in (*report.services, *report.file_routes))
     verdict = "not ready to deploy" if errors else "ok"
-    lines.append(
-        f"{_plural(len(report.services), 'service')}, {_plural(routes, 'route')}, "
-        f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}: {verdict}"
-    )
+    counts = []
+    # "0 services" would only be noise when route files alone are checked
+    if report.files or report.route_files is None:
+        counts.append(_plural(len(report.services), "service"))
+    if report.route_files is not None:
+        counts.append(_plural(len(report.route_files), "route file"))
+    counts += [_plural(routes, "route"), _plural(errors, "error"), _plural(warnings, "warning")]
+    lines.append(f"{', '.join(counts)}: {verdict}")
     return "\n".join(lines) + "\n"
 
 
@@ -632,6 +702,8 @@ def _finding_line(finding: Finding) -> str:
         head = fields.pop("host") + fields.pop("path", "")
     elif "variable" in fields:
         head = "$" + fields.pop("variable")
+    elif "file" in fields:  # a route file's own error: file:line, as editors open it
+        head = fields.pop("file") + (f":{fields.pop('line')}" if "line" in fields else "")
     suggestion = fields.pop("suggestion", "")
     text = ": ".join(part for part in (head, fields.pop("reason", "")) if part)
     text += f" (did you mean {suggestion}?)" if suggestion else ""
@@ -645,15 +717,36 @@ def _plural(count: int, word: str) -> str:
 
 
 def format_json(report: CheckReport) -> str:
-    """For machines: one JSON document; every problem names its service."""
+    """For machines: one JSON document; every problem names its service, or its route
+    file (``file``, and ``route`` when it is about one route)."""
 
     def problem(finding: Finding, service: str | None) -> dict[str, str | None]:
         return {"service": service, "level": finding.level, "event": finding.event} | dict(
             finding.fields
         )
 
-    document = {
-        "project": report.project,
+    def file_route(entry: ServiceReport) -> dict[str, Any]:
+        # route names never hold ':', so the last one splits file from route
+        file, _, name = entry.name.rpartition(":")
+        where = {"file": file, "route": name}
+        routes = [
+            {
+                "host": route.host,
+                "path": route.path,
+                "exact": route.exact,
+                "servers": list(route.servers),
+                "options": dict(route.options),
+            }
+            for route in entry.routes
+        ]
+        problems = [
+            where | {"level": finding.level, "event": finding.event} | dict(finding.fields)
+            for finding in entry.findings
+        ]
+        return {"name": entry.name, **where, "routes": routes, "problems": problems}
+
+    document: dict[str, Any] = {
+        "project": report.project if report.files else None,  # route files alone: none
         "files": list(report.files),
         "errors": report.count("error"),
         "warnings": report.count("warning"),
@@ -676,7 +769,44 @@ def format_json(report: CheckReport) -> str:
             for service in report.services
         ],
     }
+    if report.route_files is not None:  # absent for compose files alone, as before
+        document["route_files"] = list(report.route_files)
+        document["file_routes"] = [file_route(entry) for entry in report.file_routes]
     return json.dumps(document, indent=2) + "\n"
+
+
+def read_route_files(paths: Sequence[Path]) -> tuple[RouteFile, ...]:
+    """Parse route files, and those of directories as the daemon picks them from its routes
+    directory (the suffixes, no hidden files); raise ``ComposeError`` when one is unreadable.
+
+    A file is named by its path as given, so findings point at it from where CI runs.
+    """
+    chosen: dict[Path, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            try:
+                found = sorted(
+                    item
+                    for item in path.iterdir()
+                    if item.name.endswith(ROUTE_FILE_SUFFIXES)
+                    and not item.name.startswith(".")
+                    and item.is_file()
+                )
+            except OSError as err:
+                raise ComposeError(f"{path}: {err.strerror or err}") from None
+        else:
+            found = [path]
+        for item in found:
+            # the same file twice would clash with itself over its route names
+            chosen.setdefault(item.resolve(), item)
+    files = []
+    for item in chosen.values():
+        try:
+            data = item.read_bytes()
+        except OSError as err:
+            raise ComposeError(f"{item}: {err.strerror or err}") from None
+        files.append(parse_routes_file(str(item), data))
+    return tuple(files)
 
 
 def run_check(
@@ -684,17 +814,24 @@ def run_check(
     environ: Mapping[str, str],
     settings: Settings,
     *,
+    routes: Sequence[Path] = (),
     output: Literal["text", "json"] = "text",
     project_name: str | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """``dockyard check``: print the report; 0 ok, 1 errors, 2 a file cannot be used."""
+    """``dockyard check``: print the report; 0 ok, 1 errors, 2 a file cannot be used.
+
+    ``paths`` are compose files, ``routes`` route files or directories; either may be empty.
+    """
     out = out or sys.stdout
     try:
-        project = read_compose(paths, environ, project_name)
+        project = ComposeProject("", (), ())  # route files alone: no services
+        if paths:
+            project = read_compose(paths, environ, project_name)
+        route_files = read_route_files(routes) if routes else None
     except ComposeError as err:
         sys.stderr.write(f"dockyard check: {err}\n")
         return 2
-    report = check_compose(project, settings.label_prefix, settings.network)
+    report = check_compose(project, settings.label_prefix, settings.network, route_files)
     out.write(format_json(report) if output == "json" else format_text(report))
     return report.exit_code

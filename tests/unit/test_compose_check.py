@@ -62,7 +62,7 @@ def write(directory: Path, text: str, name: str = "compose.yml") -> Path:
     return path
 
 
-def as_json(check: Check, *files: Path) -> tuple[int, dict[str, Any]]:
+def as_json(check: Check, *files: Path | str) -> tuple[int, dict[str, Any]]:
     """Run the check with ``--format json``; exit code and the parsed document."""
     code, out, _ = check("--format", "json", *files)
     return code, json.loads(out)
@@ -512,3 +512,115 @@ def test_network_mode_host_and_service_as_docker_sees_them(project: Path, check:
         "container_skipped",
         "network_mode container:... shares another container's network",
     )
+
+
+ROUTES = """
+routes:
+  jellyfin:
+    host: media.example.com
+    servers: ["http://10.0.0.5:8096"]
+    websocket: true
+"""
+
+
+def test_route_files_alone_are_checked(project: Path, check: Check) -> None:
+    """``--routes`` without compose files: each file route is listed with its servers."""
+    path = write(project, ROUTES, "media.yaml")
+    code, out, err = check("--routes", path)
+    assert code == 0, out + err
+    assert out.startswith(f"route files: {path}\n")
+    assert f"{path}:jellyfin:\n  route    media.example.com/ -> http://10.0.0.5:8096  [" in out
+    assert out.endswith("1 route file, 1 route, 0 errors, 0 warnings: ok\n")
+
+
+def test_bad_route_file_is_an_error_with_file_and_line(project: Path, check: Check) -> None:
+    """An invalid route file fails the check: ``routes_file_invalid`` names file and line."""
+    path = write(project, ROUTES.replace("websocket", "websockt"), "media.yaml")
+    code, out, _ = check("--routes", path)
+    assert code == 1
+    assert f"error    routes_file_invalid: {path}:6: routes.jellyfin.websockt: unknown key" in out
+    assert "jellyfin:\n" not in out
+    assert out.endswith("1 route file, 0 routes, 1 error, 0 warnings: not ready to deploy\n")
+
+
+def test_route_file_wins_a_host_a_service_asks_for(project: Path, check: Check) -> None:
+    """A service on a host a route file defines loses it (``route_conflict``); the file serves."""
+    compose = write(project, GOOD.replace("app.example.com", "media.example.com"))
+    routes = write(project, ROUTES, "media.yaml")
+    code, out, _ = check(compose, "--routes", routes)
+    assert code == 1
+    assert (
+        "web:\n  error    route_conflict: media.example.com: the host is defined in route file "
+        f"{routes}:jellyfin; route files win over labels\n" in out
+    )
+    assert f"{routes}:jellyfin:\n  route    media.example.com/ -> http://10.0.0.5:8096" in out
+    assert "2 services, 1 route file, 1 route, 1 error, 0 warnings: not ready to deploy" in out
+
+
+def test_routes_directory_reads_only_route_file_suffixes(project: Path, check: Check) -> None:
+    """A directory gives its ``*.yaml``, ``*.yml`` and ``*.toml`` files, as the daemon reads it."""
+    directory = project / "routes.d"
+    directory.mkdir()
+    write(directory, ROUTES, "a.yaml")
+    write(directory, ROUTES.replace("jellyfin", "b").replace("media.", "b."), "b.yml")
+    write(directory, '[routes.c]\nhost = "c.test"\nservers = ["http://10.0.0.7"]\n', "c.toml")
+    for ignored in ("notes.txt", "compose.json", ".hidden.yaml", "old.yaml~"):
+        write(directory, "routes: [not a route file", ignored)
+    code, document = as_json(check, "--routes", directory)
+    assert code == 0, document
+    assert document["route_files"] == [
+        str(directory / name) for name in ("a.yaml", "b.yml", "c.toml")
+    ]
+    assert [entry["route"] for entry in document["file_routes"]] == ["jellyfin", "b", "c"]
+
+
+def test_json_lists_file_routes_and_their_problems(project: Path, check: Check) -> None:
+    """``--format json`` has ``route_files`` and ``file_routes``; file errors are problems."""
+    good = write(project, ROUTES, "media.yaml")
+    bad = write(project, "routes:\n  x:\n    servers: [http://10.0.0.6]\n", "bad.yaml")
+    code, document = as_json(check, "--routes", good, "--routes", bad)
+    assert code == 1
+    assert (document["project"], document["files"], document["services"]) == (None, [], [])
+    assert document["route_files"] == [str(good), str(bad)]
+    assert document["file_routes"] == [
+        {
+            "name": f"{good}:jellyfin",
+            "file": str(good),
+            "route": "jellyfin",
+            "routes": [
+                {
+                    "host": "media.example.com",
+                    "path": "/",
+                    "exact": False,
+                    "servers": ["http://10.0.0.5:8096"],
+                    "options": {
+                        "websocket": "on",
+                        "buffering": "off",
+                        "timeout.read": "7d",
+                        "timeout.send": "7d",
+                    },
+                }
+            ],
+            "problems": [],
+        }
+    ]
+    (problem,) = document["problems"]
+    assert (problem["event"], problem["file"], problem["line"]) == (
+        "routes_file_invalid",
+        str(bad),
+        "2",
+    )
+
+
+def test_no_compose_file_and_no_routes_exits_two(check: Check) -> None:
+    """``dockyard check`` with nothing to check says so on stderr and exits 2."""
+    code, out, err = check()
+    assert (code, out) == (2, "")
+    assert err == "dockyard check: nothing to check: give compose files, --routes PATH, or both\n"
+
+
+def test_unreadable_routes_path_exits_two(project: Path, check: Check) -> None:
+    """A ``--routes`` path that does not exist is unusable like a missing compose file."""
+    code, out, err = check(write(project, GOOD), "--routes", project / "routes.d")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"dockyard check: {project / 'routes.d'}: No such file")
