@@ -164,7 +164,10 @@ class Reconciler:
         containers = snapshot.containers
         self._names = {c.id: c.name for c in containers}
         fingerprints = {c.id: c.labels_fingerprint() for c in containers}
-        fingerprints |= {FILE_UNIT + f.name: f.digest for f in files.routes}
+        stamps = dict(files.route_stamps)
+        fingerprints |= {
+            FILE_UNIT + f.name: f"{f.digest}@{stamps.get(f.name)}" for f in files.routes
+        }
 
         def build(exclude: frozenset[str]) -> RoutingResult:
             return build_routes(containers, snapshot.context, exclude, files.routes)
@@ -360,27 +363,31 @@ class Reconciler:
         )
 
     def _report(self, problems: Sequence[Problem], fingerprints: Mapping[str, str]) -> None:
-        """Log each problem once per container labels (repeated only when labels change)."""
+        """Log each problem once per container labels or file version (again on a change)."""
         current = set()
         for problem in problems:
+            fields = dict(problem.fields)
+            unit = problem.container_id or FILE_UNIT + fields.get("file", "")
             key = (
                 problem.event,
                 problem.container_id,
-                fingerprints.get(problem.container_id, ""),
+                fingerprints.get(unit, ""),
                 *(v for _, v in problem.fields),
             )
             current.add(key)
             if key in self._memory.reported:
                 continue
-            subject = {}
+            subject: dict[str, object] = {}
             if problem.container:
                 subject["container"] = problem.container
             if problem.container_id:
                 subject["container_id"] = problem.container_id[:12]
+            if fields.get("line", "").isdigit():
+                subject["line"] = int(fields.pop("line"))  # a number, as in template_invalid
             log.log(
                 {"info": 20, "warning": 30, "error": 40}.get(problem.level, 30),
                 problem.event,
                 **subject,
-                **dict(problem.fields),
+                **fields,
             )
         self._memory.reported = frozenset(current)

@@ -498,6 +498,23 @@ def _keys(candidate: _Candidate) -> Iterable[_Key]:
             yield (host, path, candidate.labels.exact)
 
 
+def _owner(host: str, owners: Mapping[str, str]) -> str | None:
+    """The file route owning ``host``: by its exact name, or a wildcard covering it.
+
+    nginx prefers an exact name to a wildcard, so a container naming ``intranet.corp.test``
+    would take it from a file's ``*.corp.test``: the wildcard owns every name below it (at
+    any depth, as nginx matches it), and wildcards below it too.
+    """
+    if host in owners:
+        return owners[host]
+    labels = host.split(".")
+    for start in range(1, len(labels)):
+        owner = owners.get("*." + ".".join(labels[start:]))
+        if owner is not None:
+            return owner
+    return None
+
+
 def _one_file_route_per_key(
     candidates: list[_Candidate], problems: list[Problem]
 ) -> list[tuple[_Key, _Candidate]]:
@@ -543,7 +560,7 @@ def _file_hosts_win(
     told: set[tuple[str, str]] = set()
     for candidate in from_containers:
         for key in _keys(candidate):
-            owner = owners.get(key[0])
+            owner = _owner(key[0], owners)
             if owner is None:
                 kept.append((key, candidate))
             elif (candidate.origin.id, key[0]) not in told:

@@ -14,7 +14,6 @@ when the file has settled.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
@@ -58,6 +57,9 @@ class FilesSnapshot:
     routes: tuple[RouteFile, ...] = ()
     certificates: tuple[OwnCertificate, ...] = ()
     templates: TemplateSet | None = None
+    # each route file's modification time (ns): a ``touch`` asks for a file nginx
+    # rejected to be tried again
+    route_stamps: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(slots=True)
@@ -75,6 +77,9 @@ class _Memory:
     routes: dict[str, tuple[_Stat, RouteFile]] = field(default_factory=dict)
     pairs: dict[str, _Pair] = field(default_factory=dict)
     templates: dict[str, tuple[_Stat, str]] = field(default_factory=dict)
+    # when each file version with a modification time in the future was first seen
+    first_seen: dict[_Stat, float] = field(default_factory=dict)
+    seen_now: dict[_Stat, float] = field(default_factory=dict)
     reported: set[tuple[str, ...]] = field(default_factory=set)
 
 
@@ -128,12 +133,15 @@ class FileSource:
         """The settled state of the three directories; schedules a pass for the rest."""
         now = self._clock()
         wake: list[float] = []
+        self._memory.seen_now = {}
         routes = self._routes(now, wake)
         certificates = self._certificates(now, wake)
         templates = TemplateSet(self._shipped, self._templates(now, wake))
+        self._memory.first_seen = self._memory.seen_now
         if wake:
             self._schedule(max(0.01, min(wake) - now))
-        return FilesSnapshot(routes, certificates, templates)
+        stamps = tuple((name, stat[0]) for name, (stat, _) in self._memory.routes.items())
+        return FilesSnapshot(routes, certificates, templates, stamps)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -176,6 +184,11 @@ class FileSource:
 
     def _settled(self, stat: _Stat, now: float, wake: list[float]) -> bool:
         modified = stat[0] / 1e9
+        if modified > now:
+            # A time ahead of our clock (copied with -p, another machine's clock, an
+            # archive) says nothing about when it was written: settle from first sight.
+            modified = self._memory.first_seen.get(stat, now)
+            self._memory.seen_now[stat] = modified
         if now - modified >= SETTLE:
             return True
         wake.append(modified + SETTLE)
@@ -250,7 +263,7 @@ class FileSource:
                 wake.append(pair.checked + _RECHECK_INVALID)
         for stem in previous.keys() - current.keys():
             if previous[stem].certificate is not None:
-                log.info("certificate_file_removed", file=stem + _CERT_SUFFIX)
+                log.info("certificate_file_removed", pair=stem)
         self._memory.pairs = current
         return tuple(p.certificate for p in current.values() if p.certificate is not None)
 
@@ -292,8 +305,20 @@ class FileSource:
             if known is not None and known[0] == stat:
                 current[name] = known
             elif self._settled(stat, now, wake):
-                with contextlib.suppress(OSError, UnicodeDecodeError):
+                try:
                     current[name] = (stat, path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError) as err:
+                    self._report_once(
+                        ("template", name, str(stat)),
+                        "template_invalid",
+                        template=str(path),
+                        error=f"cannot read it as UTF-8 text: {err}",
+                        action="kept the text read before"
+                        if known is not None
+                        else "using the shipped template of this name, if any",
+                    )
+                    if known is not None:
+                        current[name] = known
             elif known is not None:
                 current[name] = known
         self._memory.templates = current
@@ -325,6 +350,8 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.is_directory and event.event_type == "modified":
+            return  # inotify reports it beside every file event in the directory
         paths = [event.src_path, getattr(event, "dest_path", "")]
         names = [Path(os.fsdecode(p)).name for p in paths if p]
         if event.is_directory or any(not n.startswith(".") and not n.endswith("~") for n in names):
