@@ -128,3 +128,15 @@ def test_tls_scale_smoke(tmp_path: Path) -> None:
     assert [r["state"] for r in data["results"]] == ["http", "fallback", "issued:10"]
     for row in data["results"]:
         assert row["nginx_t_seconds"] > 0 and row["nginx_t_peak_mb"] > 0
+
+
+def test_file_to_200_smoke(tmp_path: Path) -> None:
+    """file_to_200.py --smoke exits 0 and writes create/edit/delete latencies of a route file."""
+    data = _run_smoke("file_to_200", tmp_path / "file_to_200.json")
+
+    assert data["benchmark"] == "file_to_200"
+    result = data["result"]
+    assert result["runs"] == 2
+    for step in ("create", "edit", "delete"):
+        assert result[step]["n"] == 2
+        assert 0 < result[step]["median"] < 10
