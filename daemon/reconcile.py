@@ -180,17 +180,16 @@ class Reconciler:
         self._update_tls(result, files)
         templates = self._templates(files.templates)
         attempt = self._attempt(result, templates)
-        if attempt.error is not None and templates is not None:
-            templates, attempt = self._blame_templates(result, templates, attempt)
-        if attempt.error is not None:
-            text, result = self._without_culprits(fingerprints, build, result, templates)
-            if text is None:
-                return False
-        else:
+        if attempt.error is None:
             assert attempt.text is not None
             text = attempt.text
             if remembered:
                 log.debug("rejected_units_still_excluded", count=len(remembered))
+        else:
+            found = self._recover(fingerprints, build, result, templates, attempt)
+            if found is None:
+                return False
+            text, result, templates = found
 
         self._templates_good(templates)
         if self._is_live(text):
@@ -246,17 +245,57 @@ class Reconciler:
             log.info("templates_applied", changed=list(templates.changed_from(good)))
         self._memory.good_templates = templates
 
-    def _blame_templates(
-        self, result: RoutingResult, templates: TemplateSet, failed: _Attempt
-    ) -> tuple[TemplateSet, _Attempt]:
-        """Whether the templates, not the routes, are at fault: the last good set renders
-        the same routes into a config nginx accepts. If so, go on with that set."""
+    def _recover(
+        self,
+        fingerprints: Mapping[str, str],
+        build: Callable[[frozenset[str]], RoutingResult],
+        result: RoutingResult,
+        templates: TemplateSet | None,
+        failed: _Attempt,
+    ) -> tuple[str, RoutingResult, TemplateSet | None] | None:
+        """Find what made the candidate fail: changed templates, containers, route files.
+
+        With templates that differ from the last good set, the culprits are searched with
+        the good set, whose failures can only be the units'. The changed set is then
+        tried on what is left: if it fails there, the templates are at fault as well, and
+        the pass goes on with the good set. A broken template never makes healthy
+        containers look guilty, and never becomes the good set.
+        """
+        fallback = self._fallback(templates)
+        if fallback is None:
+            text, result = self._without_culprits(fingerprints, build, result, templates)
+            return None if text is None else (text, result, templates)
+        good = self._attempt(result, fallback)
+        if good.error is None:
+            assert good.text is not None
+            self._blame(templates, fallback, failed)
+            return good.text, result, fallback
+        text, result = self._without_culprits(fingerprints, build, result, fallback)
+        if text is None:
+            return None
+        retry = self._attempt(result, templates)
+        if retry.error is None:
+            assert retry.text is not None
+            return retry.text, result, templates
+        self._blame(templates, fallback, retry)
+        # nginx must have tested what it applies last: test the good set's text again
+        again = self._attempt(result, fallback)
+        if again.error is not None or again.text is None:
+            raise ConfigRejectedError(again.error or "")
+        return again.text, result, fallback
+
+    def _fallback(self, templates: TemplateSet | None) -> TemplateSet | None:
+        """The set to fall back to when ``templates`` fail, if it differs from them."""
+        if templates is None:
+            return None
         fallback = self._memory.good_templates or templates.shipped_only()
-        if fallback.fingerprint == templates.fingerprint:
-            return templates, failed
-        attempt = self._attempt(result, fallback)
-        if attempt.error is not None:
-            return templates, failed
+        return None if fallback.fingerprint == templates.fingerprint else fallback
+
+    def _blame(
+        self, templates: TemplateSet | None, fallback: TemplateSet, failed: _Attempt
+    ) -> None:
+        """Log ``template_invalid`` once for this set, with the file and line if found."""
+        assert templates is not None
         changed = templates.changed_from(fallback)
         place = None
         if failed.exception is not None:
@@ -277,7 +316,6 @@ class Reconciler:
             else "using the shipped templates",
         )
         self._memory.bad_templates = templates.fingerprint
-        return fallback, attempt
 
     # -- rendering and testing -------------------------------------------------------
 

@@ -373,3 +373,41 @@ def test_engine_away_before_any_snapshot_changes_nothing(
     with pytest.raises(EngineUnavailableError):
         reconciler.reconcile()
     assert nginx.applied == []
+
+
+def test_broken_template_and_bad_container_together_blame_each_rightly(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """A broken template arriving with a bad container: only that container is rejected,
+    the template is reported, and healthy routes keep serving with the good templates."""
+    source, nginx, files, reconciler = with_files
+    reconciler.reconcile()
+    files.use_templates(broken(BODY))
+    source.containers = [*source.containers, web("bad", "bad.test", "172.17.0.9")]
+    with capture_logs() as logs:
+        reconciler.reconcile()
+    assert [e["container"] for e in logs if e["event"] == "container_rejected"] == ["bad"]
+    assert [e["event"] for e in logs if e["event"].startswith("template")] == ["template_invalid"]
+    assert nginx.live is not None
+    assert "server_name a.test;" in nginx.live
+    assert "proxy_passs" not in nginx.live
+    with capture_logs() as logs:
+        reconciler.reconcile()
+    assert not [e for e in logs if e["event"] in ("templates_applied", "template_invalid")]
+
+
+def test_bad_container_with_a_good_template_edit_keeps_the_edit(
+    with_files: tuple[FakeSource, FakeNginx, FakeFiles, Reconciler],
+) -> None:
+    """A good template edit arriving with a bad container: the edit goes live without it."""
+    source, nginx, files, reconciler = with_files
+    reconciler.reconcile()
+    files.use_templates(BODY.replace("proxy_pass ", "# edited\nproxy_pass ", 1))
+    source.containers = [*source.containers, web("bad", "bad.test", "172.17.0.9")]
+    with capture_logs() as logs:
+        assert reconciler.reconcile() is True
+    assert [e["container"] for e in logs if e["event"] == "container_rejected"] == ["bad"]
+    assert not [e for e in logs if e["event"] == "template_invalid"]
+    assert nginx.live is not None
+    assert "# edited" in nginx.live
+    assert "server_name a.test;" in nginx.live
