@@ -30,7 +30,13 @@ import yaml
 
 from daemon.errors import DockyardError
 from daemon.labels import ForwardAuth, RateLimit, Redirect, RouteOptions
-from daemon.route_files import ROUTE_FILE_SUFFIXES, RouteFile, parse_routes_file
+from daemon.route_files import (
+    FileError,
+    RouteFile,
+    is_candidate,
+    parse_routes_file,
+    route_file_name_problem,
+)
 from daemon.routing import (
     COMPOSE_SERVICE,
     FILE_UNIT,
@@ -704,6 +710,9 @@ def _finding_line(finding: Finding) -> str:
         head = "$" + fields.pop("variable")
     elif "file" in fields:  # a route file's own error: file:line, as editors open it
         head = fields.pop("file") + (f":{fields.pop('line')}" if "line" in fields else "")
+        # the reason starts with them already (JSON keeps them apart for tools)
+        fields.pop("key", None)
+        fields.pop("value", None)
     suggestion = fields.pop("suggestion", "")
     text = ": ".join(part for part in (head, fields.pop("reason", "")) if part)
     text += f" (did you mean {suggestion}?)" if suggestion else ""
@@ -777,30 +786,36 @@ def format_json(report: CheckReport) -> str:
 
 def read_route_files(paths: Sequence[Path]) -> tuple[RouteFile, ...]:
     """Parse route files, and those of directories as the daemon picks them from its routes
-    directory (the suffixes, no hidden files); raise ``ComposeError`` when one is unreadable.
+    directory (``route_files.is_candidate``); raise ``ComposeError`` when one is unreadable.
 
-    A file is named by its path as given, so findings point at it from where CI runs.
+    A file is named by its path as given, so findings point at it from where CI runs. A
+    directory's file the daemon would ignore for its name (``route_file_name_problem``) is
+    not read: it comes back with that error, as the file would serve nothing once deployed.
     """
-    chosen: dict[Path, Path] = {}
+    chosen: dict[Path, tuple[Path, str | None]] = {}
     for path in paths:
         if path.is_dir():
             try:
-                found = sorted(
-                    item
-                    for item in path.iterdir()
-                    if item.name.endswith(ROUTE_FILE_SUFFIXES)
-                    and not item.name.startswith(".")
-                    and item.is_file()
-                )
+                found = [
+                    (item, route_file_name_problem(item.name))
+                    for item in sorted(path.iterdir())
+                    if is_candidate(item.name) and item.is_file()
+                ]
             except OSError as err:
                 raise ComposeError(f"{path}: {err.strerror or err}") from None
         else:
-            found = [path]
-        for item in found:
+            # a file named on the command line is read whatever its name, as it may be
+            # copied into the routes directory under another
+            found = [(path, None)]
+        for item, problem in found:
             # the same file twice would clash with itself over its route names
-            chosen.setdefault(item.resolve(), item)
+            chosen.setdefault(item.resolve(), (item, problem))
     files = []
-    for item in chosen.values():
+    for item, problem in chosen.values():
+        if problem is not None:
+            error = FileError(f"the daemon ignores this file: {problem}")
+            files.append(RouteFile(str(item), "", error=error))
+            continue
         try:
             data = item.read_bytes()
         except OSError as err:

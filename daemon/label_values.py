@@ -20,45 +20,51 @@ from typing import Literal
 
 from daemon.errors import LabelError
 
-_HOST_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_PATH_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~@:+-]+$")
-_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Every grammar is anchored with \A and \Z, never ^ and $: "$" also matches before a final
+# line break, so "name\n" would pass a check of its characters.
+_HOST_LABEL_RE = re.compile(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_PATH_SEGMENT_RE = re.compile(r"\A[A-Za-z0-9._~@:+-]+\Z")
+_NETWORK_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # Names of named routes (dockyard.route.<name>.*), and of the Traefik segments that become them.
-ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+ROUTE_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,31}\Z")
 _ACME_PATH = "/.well-known/acme-challenge"
 _OWN_PATH = "/.dockyard"
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
-_HSTS_MAX_AGE_RE = re.compile(r"^max-age=([0-9]{1,10})$")
+_HSTS_MAX_AGE_RE = re.compile(r"\Amax-age=([0-9]{1,10})\Z")
 # RFC 9110 tokens, narrowed to what real header names use.
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_HEADER_VALUE_RE = re.compile(r"^[\x20-\x7e]{0,4096}$")
+_HEADER_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+_HEADER_VALUE_RE = re.compile(r"\A[\x20-\x7e]{0,4096}\Z")
 # nginx's longest config word (NGX_CONF_BUFFER is 4096), with room for the directive's line
 _MAX_NGINX_WORD = 4000
 # A path reaches nginx inside a rewrite pattern where each punctuation character becomes
 # three ([.]); URLs gain at most a few braces. Both stay well inside one nginx word.
 _MAX_PATH = 1000
 _MAX_URL = 2000
-_SIZE_RE = re.compile(r"^([0-9]{1,10})([kmg]?)$")
-_DURATION_RE = re.compile(r"^([0-9]{1,9})(ms|s|m|h|d)?$")
-_RATE_RE = re.compile(r"^([0-9]{1,6})r/(s|m)$")
-_USER_RE = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
+_SIZE_RE = re.compile(r"\A([0-9]{1,10})([kmg]?)\Z")
+_DURATION_RE = re.compile(r"\A([0-9]{1,9})(ms|s|m|h|d)?\Z")
+_RATE_RE = re.compile(r"\A([0-9]{1,6})r/(s|m)\Z")
+_USER_RE = re.compile(r"\A[A-Za-z0-9._@+-]{1,64}\Z")
 _HASH_RES = (
-    re.compile(r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$"),  # bcrypt
-    re.compile(r"^\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}$"),  # Apache MD5
-    re.compile(r"^\{SHA\}[A-Za-z0-9+/]{27}=$"),  # SHA-1, base64
+    re.compile(r"\A\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}\Z"),  # bcrypt
+    re.compile(r"\A\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}\Z"),  # Apache MD5
+    re.compile(r"\A\{SHA\}[A-Za-z0-9+/]{27}=\Z"),  # SHA-1, base64
 )
 # Characters of a URL path or query we print into nginx without quotes (no ';', quotes,
 # braces, '$', '#', whitespace or backslash).
 _URL_RE = re.compile(
-    r"^(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
-    r"(?P<path>/[A-Za-z0-9._~!&()*+,=:@%/?-]*)?$"
+    r"\A(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/[A-Za-z0-9._~!&()*+,=:@%/?-]*)?\Z"
 )
 # Variables a redirect target may use; printed as ${name} so nothing can extend them.
 REDIRECT_VARIABLES = ("request_uri", "uri", "args", "is_args", "host", "scheme")
-_REDIRECT_LITERAL_RE = re.compile(r"^[A-Za-z0-9._~!&()*+,=:@%/?\[\]-]*$")
-_REDIRECT_RE = re.compile(r"^(https?://|\$\{?scheme\}?://)")
+_REDIRECT_LITERAL_RE = re.compile(r"\A[A-Za-z0-9._~!&()*+,=:@%/?\[\]-]*\Z")
+_REDIRECT_RE = re.compile(r"\A(https?://|\$\{?scheme\}?://)")
+
+# int() refuses text of thousands of digits (Python's conversion limit, a ValueError); no
+# number a label takes comes near this many digits, so longer is simply out of range.
+_MAX_DIGITS = 30
 
 HEADERS_WE_SET = frozenset({"connection", "upgrade", "content-length", "transfer-encoding"})
 
@@ -131,7 +137,8 @@ def check_host_name(label: str, value: str, name: str) -> None:
 def parse_port(label: str, value: str) -> int:
     """A TCP port number from 1 to 65535."""
     text = value.strip()
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+    number = text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS
+    if not number or not 1 <= int(text) <= 65535:
         raise LabelError(label, value, "a port number from 1 to 65535")
     return int(text)
 
@@ -203,7 +210,12 @@ def parse_int(label: str, value: str, low: int, high: int) -> int:
     text = value.strip()
     sign = -1 if text.startswith("-") else 1
     digits = text.removeprefix("-")
-    if not digits.isascii() or not digits.isdigit() or not low <= sign * int(digits) <= high:
+    if (
+        not digits.isascii()
+        or not digits.isdigit()
+        or len(digits) > _MAX_DIGITS
+        or not low <= sign * int(digits) <= high
+    ):
         raise LabelError(label, value, f"a whole number from {low} to {high}")
     return sign * int(digits)
 

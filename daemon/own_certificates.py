@@ -4,9 +4,9 @@ Beside the ACME flow, feeding TLS policy: users drop ``<name>.crt`` (the full ch
 first) and ``<name>.key`` into a watched directory; the edge that watches it reads the
 bytes and hands them to ``check_pair``, which either returns an ``OwnCertificate`` (the
 names it covers and the single PEM nginx reads) or raises ``PairError`` with a sentence
-for the operator. ``choose`` then picks, per routed host, the certificate that serves it
-in preference to ACME. Nothing here touches the disk, and no message ever carries key
-material.
+for the operator. ``choose`` (or, for many hosts, a ``CertificateIndex``) then picks, per
+routed host, the certificate that serves it in preference to ACME. Nothing here touches the
+disk, and no message ever carries key material.
 """
 
 from __future__ import annotations
@@ -55,18 +55,35 @@ class OwnCertificate:
 
 
 class PairError(Exception):
-    """A pair dockyard does not use; ``reason`` is a sentence for the operator."""
+    """A pair dockyard does not use; ``reason`` is a sentence for the operator.
 
-    def __init__(self, reason: str) -> None:
+    ``valid_from`` is set only when the certificate is not valid yet: the moment it
+    becomes valid, so the caller can look at the pair again exactly then instead of polling.
+    """
+
+    def __init__(self, reason: str, *, valid_from: datetime | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.valid_from = valid_from
+
+
+# What cryptography raises on content it cannot read. Most of it is parsed lazily (key,
+# extensions), so besides the checks that expect a given failure, ``check_pair`` turns any
+# of these into a PairError: a file's content must never surface as another exception.
+_UNREADABLE = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 
 def check_pair(name: str, chain: bytes, key: bytes, now: datetime) -> OwnCertificate:
     """The pair ``name`` (``<name>.crt`` holding ``chain``, ``<name>.key`` holding ``key``).
 
-    Raises ``PairError`` when the name, either file, the match between key and leaf, the
-    leaf's DNS names or its validity at ``now`` (an aware time) rule the pair out.
+    Raises ``PairError`` (and nothing else, whatever the bytes) when the name, either
+    file, the match between key and leaf, the leaf's DNS names or its validity at ``now``
+    (an aware time) rule the pair out.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -75,6 +92,17 @@ def check_pair(name: str, chain: bytes, key: bytes, now: datetime) -> OwnCertifi
             f"the pair name {name!r} is not usable: it must start with a letter or digit"
             " and hold at most 100 letters, digits, dots, dashes and underscores"
         )
+    try:
+        return _check(name, chain, key, now)
+    except _UNREADABLE:
+        # cryptography's message is not quoted: it may describe the key.
+        raise PairError(
+            f"{name}.crt or {name}.key holds something dockyard cannot read"
+            " (a malformed or unsupported certificate or key)"
+        ) from None
+
+
+def _check(name: str, chain: bytes, key: bytes, now: datetime) -> OwnCertificate:
     certificates = _load_chain(name, chain)
     private_key = _load_key(name, key)
     leaf = certificates[0]
@@ -85,7 +113,10 @@ def check_pair(name: str, chain: bytes, key: bytes, now: datetime) -> OwnCertifi
     if not_after <= now:
         raise PairError(f"the certificate in {name}.crt expired at {_iso(not_after)}")
     if not_before > now:
-        raise PairError(f"the certificate in {name}.crt is not valid until {_iso(not_before)}")
+        raise PairError(
+            f"the certificate in {name}.crt is not valid until {_iso(not_before)}",
+            valid_from=not_before,
+        )
     # Re-encoded rather than copied: comments, stray blocks (even a private key pasted
     # into the .crt) and odd line endings never reach nginx.
     pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
@@ -118,15 +149,50 @@ def choose(host: str, certificates: Iterable[OwnCertificate]) -> OwnCertificate 
 
     An exact name beats a wildcard (the operator made it for this host), then the one
     that lasts longest, then the pair name so the choice never depends on reading order.
+    For many hosts build one ``CertificateIndex`` instead.
     """
-    host = host.lower()
-    candidates = [c for c in certificates if any(covers(n, host) for n in c.names)]
-    if not candidates:
-        return None
-    return min(
-        candidates,
-        key=lambda c: (host not in c.names, -c.not_after.timestamp(), c.name),
-    )
+    return CertificateIndex(certificates).choose(host)
+
+
+class CertificateIndex:
+    """``choose`` for many hosts over one set of certificates: built once, then a lookup.
+
+    TLS policy asks for every routed host, several times a pass; scanning every name of
+    every certificate per host made that hosts x names. Each name a certificate covers
+    keeps only its best certificate (by the rule of ``choose``), and a host can only be
+    covered by itself or by ``*.`` + its parent, so a lookup is two dictionary reads.
+    """
+
+    __slots__ = ("_exact", "_wildcard")
+
+    def __init__(self, certificates: Iterable[OwnCertificate]) -> None:
+        self._exact: dict[str, OwnCertificate] = {}
+        self._wildcard: dict[str, OwnCertificate] = {}
+        # Best first, so the first certificate to claim a name keeps it; the sort is
+        # stable, so on a full tie the earlier one wins, as with ``min`` in a scan.
+        for certificate in sorted(certificates, key=_rank):
+            for name in certificate.names:
+                pattern = name.lower()
+                # A wildcard is also an exact name: of the wildcard host itself.
+                self._exact.setdefault(pattern, certificate)
+                if pattern.startswith("*."):
+                    self._wildcard.setdefault(pattern, certificate)
+
+    def choose(self, host: str) -> OwnCertificate | None:
+        """The certificate serving ``host``, or None when none covers it (as ``choose``)."""
+        host = host.lower()
+        exact = self._exact.get(host)
+        if exact is not None:
+            # Any exact match beats every wildcard one.
+            return exact
+        label, dot, rest = host.partition(".")
+        if not dot or label in ("", "*"):
+            return None
+        return self._wildcard.get("*." + rest)
+
+
+def _rank(certificate: OwnCertificate) -> tuple[float, str]:
+    return (-certificate.not_after.timestamp(), certificate.name)
 
 
 def _load_chain(name: str, chain: bytes) -> list[x509.Certificate]:
@@ -166,19 +232,37 @@ def _load_key(name: str, key: bytes) -> _OwnKey:
 
 def _check_match(name: str, certificates: list[x509.Certificate], private_key: _OwnKey) -> None:
     wanted = _spki(private_key.public_key())
-    matching = [i for i, c in enumerate(certificates) if _spki(c.public_key()) == wanted]
-    if matching and matching[0] == 0:
+    # The leaf alone decides; the rest of the chain is read only to explain a mismatch,
+    # so a CA certificate whose key cryptography cannot read never spoils a good pair.
+    leaf = _certificate_spki(certificates[0])
+    if leaf == wanted:
         return
-    if matching:
-        # The commonest mistake with hand-assembled chains: the CA certificate first.
+    for number, certificate in enumerate(certificates[1:], start=2):
+        if _certificate_spki(certificate) == wanted:
+            # The commonest mistake with hand-assembled chains: the CA certificate first.
+            raise PairError(
+                f"the key in {name}.key matches certificate {number} of {name}.crt,"
+                " not the first; put the server certificate first, then its intermediates"
+            )
+    if leaf is None:
         raise PairError(
-            f"the key in {name}.key matches certificate {matching[0] + 1} of {name}.crt,"
-            " not the first; put the server certificate first, then its intermediates"
+            f"the public key of the first certificate in {name}.crt is malformed or of"
+            " an unsupported type"
         )
     raise PairError(f"the key in {name}.key does not match the certificate in {name}.crt")
 
 
+def _certificate_spki(certificate: x509.Certificate) -> bytes | None:
+    """The certificate's public key re-encoded, or None when it cannot be read."""
+    try:
+        return _spki(certificate.public_key())
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+
+
 def _spki(public_key: PublicKeyTypes) -> bytes:
+    # Re-encoded rather than taken from the certificate: the same EC key may come
+    # compressed or not, and must still compare equal.
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -8,6 +8,9 @@ host-network process) under ``routes.<name>``, with the label keys (no prefix) p
 builder as a label (``labels.route_from_source``), so a file can say nothing a label
 could not. Files are strict: any error (syntax, unknown key, bad value) skips the whole
 file, with the line it is on when known, rather than serving part of what was meant.
+
+Which names in the routes directory are route files is decided here too
+(``route_file_name_problem``), so the daemon and ``dockyard check`` agree on it.
 """
 
 from __future__ import annotations
@@ -32,15 +35,28 @@ from daemon.label_values import (
 from daemon.labels import HEADER_KEYS, KNOWN_KEYS, LabelSource, RouteLabels, route_from_source
 
 __all__ = [
+    "FILE_NAME_RE",
+    "MAX_FILE_BYTES",
     "ROUTE_FILE_SUFFIXES",
     "FileError",
     "RouteFile",
     "Server",
     "StaticRoute",
+    "is_candidate",
     "parse_routes_file",
+    "route_file_name_problem",
 ]
 
 ROUTE_FILE_SUFFIXES = (".yaml", ".yml", ".toml")
+# The names the daemon reads in a watched directory: nothing that needs quoting in a log
+# line, a shell or an nginx comment, and no name an editor or a tool hides or mangles.
+FILE_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_FILE_NAME_RULE = (
+    "file names are 1 to 128 letters, digits, '.', '_' and '-', starting with a letter or digit"
+)
+# A hand-written routes file is a few KiB; reading a bigger one whole would stall the
+# daemon's pass for a mistake (a log or a dump saved under the wrong name) or an attack.
+MAX_FILE_BYTES = 1024 * 1024
 # A container's port and network pick an address among its own; a file has no container.
 _REFUSED_KEYS = ("port", "network")
 _FILE_KEYS = (*(key for key in KNOWN_KEYS if key not in _REFUSED_KEYS), "servers")
@@ -48,11 +64,25 @@ _SUGGESTIONS = (*_FILE_KEYS, *(f"{stem}.<Name>" for stem in HEADER_KEYS))
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
 # The deepest real key is three levels (auth: forward: response_headers:); the limit also
 # ends alias cycles (&a {b: *a}), which YAML allows.
 _MAX_DEPTH = 8
-# Aliases let a small file expand into a huge tree; every key visited costs one.
-_MAX_KEYS = 10000
+# Aliases let a small file expand into a huge tree; every key and list item visited costs
+# one (through aliases again each time), so [*big, *big, ...] is as dear as the keys.
+_MAX_ITEMS = 10000
+# A value as label text, a list joined with ',': real ones (servers, users, a CSP) are a
+# few KiB, while aliases can repeat one long text into gigabytes.
+_MAX_TEXT = 64 * 1024
+# No key takes a number near this long. Longer YAML ones are refused before they are built:
+# YAML 1.1 reads 1:2:3 as base 60, in time quadratic in its length; and Python's str()
+# refuses ints of thousands of digits (a TOML hex number builds fine, then cannot print).
+_MAX_NUMBER_DIGITS = 100
+_LONG_NUMBER = (
+    f"a whole number of more than {_MAX_NUMBER_DIGITS} digits is no value here "
+    "(quote it if it is text)"
+)
 _TOML_LINE_RE = re.compile(r"\(at line ([0-9]+), column [0-9]+\)")
 _SERVER_URL_RE = re.compile(
     r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<path>[^?#]*)"
@@ -144,6 +174,34 @@ def _invalid(
     return _InvalidError(FileError(reason, line, key, value))
 
 
+def is_candidate(name: str) -> bool:
+    """Whether a name in the routes directory is meant as a route file: not hidden, not an
+    editor's backup (``name~``), a route file suffix. Cheap, for watcher events and
+    listings; ``route_file_name_problem`` then says whether the daemon reads it."""
+    # suffixes as written, as the daemon always compared them: Media.YAML is not read
+    return (
+        not name.startswith(".") and not name.endswith("~") and name.endswith(ROUTE_FILE_SUFFIXES)
+    )
+
+
+def route_file_name_problem(name: str) -> str | None:
+    """None when the daemon reads ``name`` in its routes directory as a route file, else why not.
+
+    The reason is worth reporting for a candidate (``is_candidate``): someone meant it as a
+    route file and it is ignored. Other names (hidden, backups, other suffixes) are skipped
+    without a word, as editors' swap files and notes are expected there.
+    """
+    if name.startswith("."):
+        return "hidden files are ignored"
+    if name.endswith("~"):
+        return "backup files (name~) are ignored"
+    if not name.endswith(ROUTE_FILE_SUFFIXES):
+        return "route files end in " + ", ".join(ROUTE_FILE_SUFFIXES)
+    if not FILE_NAME_RE.match(name):
+        return _FILE_NAME_RULE
+    return None
+
+
 def parse_routes_file(name: str, data: bytes) -> RouteFile:
     """Read one routes file (format by the suffix of ``name``); never raises.
 
@@ -162,6 +220,8 @@ def _read(name: str, data: bytes) -> list[_Body]:
     suffix = next((s for s in ROUTE_FILE_SUFFIXES if name.lower().endswith(s)), None)
     if suffix is None:
         raise _invalid("routes files end in " + ", ".join(ROUTE_FILE_SUFFIXES))
+    if len(data) > MAX_FILE_BYTES:
+        raise _invalid("the file is larger than 1 MiB")
     try:
         # A BOM is how some Windows editors mark UTF-8; tomllib would take it for a key.
         text = data.decode("utf-8").removeprefix("\ufeff")
@@ -211,7 +271,7 @@ class _YamlReader:
 
     def __init__(self, loader: yaml.SafeLoader) -> None:
         self.loader = loader
-        self.budget = _MAX_KEYS
+        self.budget = _MAX_ITEMS
 
     def file(self, root: yaml.Node | None) -> list[_Body]:
         # a file of comments, or one that says null, declares nothing
@@ -243,9 +303,7 @@ class _YamlReader:
         """The key and value nodes of a mapping; the same key twice is an error."""
         seen: dict[str, int | None] = {}
         for key_node, value_node in node.value:
-            self.budget -= 1
-            if self.budget < 0:
-                raise _invalid(f"more than {_MAX_KEYS} keys (aliases included)")
+            self._spend(1)
             if key_node.tag != _MERGE_TAG:
                 key = self._key(key_node, where)
                 if key in seen:
@@ -253,12 +311,19 @@ class _YamlReader:
                 seen[key] = _line(key_node)
             yield key_node, value_node
 
+    def _spend(self, items: int) -> None:
+        self.budget -= items
+        if self.budget < 0:
+            raise _invalid(f"more than {_MAX_ITEMS} keys and list items (aliases included)")
+
     def _key(self, node: yaml.Node, where: str) -> str:
         if not isinstance(node, yaml.ScalarNode):
             where = where.rstrip(".") or "the top level"
             raise _invalid(f"keys under {where} are plain words", line=_line(node))
         # the text as written: keys are names, never numbers or true/false
-        return str(node.value)
+        key = str(node.value)
+        _check_key(where + key, _line(node))
+        return key
 
     def _mapping(self, node: yaml.MappingNode, where: str, depth: int) -> dict[str, _Field]:
         """The keys of a route's mapping, nested ones flattened with dots."""
@@ -292,10 +357,25 @@ class _YamlReader:
         return list(items)
 
     def _value(self, node: yaml.Node, key: str) -> object:
-        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL_TAG:
+        """A value's list of plain values, or its one plain value."""
+        if not isinstance(node, yaml.SequenceNode):
+            return self._plain(node, key)
+        if node.tag != _SEQ_TAG:
+            raise _invalid(f"lists here are plain lists, not {node.tag}", key=key, line=_line(node))
+        self._spend(len(node.value))
+        return [self._plain(item, key) for item in node.value]
+
+    def _plain(self, node: yaml.Node, key: str) -> object:
+        if not isinstance(node, yaml.ScalarNode):
+            # checked before anything is built, so nothing nested is built at all
+            why = "lists hold plain values, not lists or mappings"
+            raise _invalid(why, key=key, line=_line(node))
+        if node.tag == _BOOL_TAG:
             # YAML 1.1 reads off/on/yes/no as booleans, and "false" is no TLS mode: keep
             # the word, which every true/false key reads the same (tls: off stays off)
             return str(node.value)
+        if node.tag == _INT_TAG and len(node.value) > _MAX_NUMBER_DIGITS:
+            raise _invalid(_LONG_NUMBER, key=key, line=_line(node))
         try:
             return self.loader.construct_object(node, deep=True)
         except ValueError as err:
@@ -314,9 +394,14 @@ def _read_toml(text: str) -> list[_Body]:
             # "(at end of document)": the last line is where the file stopped making sense
             line = text.count("\n") + 1 if str(err).endswith("(at end of document)") else None
         raise _invalid(f"not valid TOML: {err}", line=line) from None
+    except ValueError:
+        # not a TOMLDecodeError: int() refused a decimal number of thousands of digits
+        why = "a whole number of thousands of digits (quote it if it is text)"
+        raise _invalid(f"not valid TOML: {why}") from None
     except RecursionError:
         raise _invalid("not valid TOML: nested too deeply") from None
     for key in document:
+        _check_key(key, None)
         if key != "routes":
             raise _unknown_top_key(key, None)
     routes = document.get("routes", {})
@@ -324,6 +409,7 @@ def _read_toml(text: str) -> list[_Body]:
         raise _invalid("a table of route names to routes", key="routes")
     bodies = []
     for name, table in routes.items():
+        _check_key(f"routes.{name}", None)
         if not isinstance(table, dict):
             raise _not_a_route(name, None)
         bodies.append(_Body(name, None, _table(table, f"routes.{name}.", 0)))
@@ -335,6 +421,7 @@ def _table(table: Mapping[str, object], where: str, depth: int) -> dict[str, _Fi
         raise _invalid("nested deeper than any key", key=where.rstrip("."))
     fields: dict[str, _Field] = {}
     for key, value in table.items():
+        _check_key(where + key, None)
         if isinstance(value, dict):
             for sub, field in _table(value, f"{where}{key}.", depth + 1).items():
                 _put(fields, f"{key}.{sub}", field, where)
@@ -348,6 +435,15 @@ def _put(fields: dict[str, _Field], key: str, field: _Field, where: str) -> None
     if key in fields:
         raise _twice(where + key, fields[key].line, field.line)
     fields[key] = field
+
+
+def _check_key(key: str, line: int | None) -> None:
+    """Refuse control characters in a key (its full name), as in any label value."""
+    try:
+        check_plain_text(key, key)
+    except LabelError as err:
+        # quoted: a line break in a key must not break the log line or the report
+        raise _InvalidError(FileError(f"{key!r}: {err.reason}", line, key)) from None
 
 
 def _twice(key: str, first: int | None, line: int | None) -> _InvalidError:
@@ -393,17 +489,34 @@ def _check_keys(body: _Body) -> None:
 def _text(key: str, field: _Field) -> str:
     """A value as label text: lists join with ',', true/false and whole numbers as written."""
     value = field.value
-    if isinstance(value, list):
-        return ",".join(_scalar_text(key, item, field.line) for item in value)
-    return _scalar_text(key, value, field.line)
+    items = value if isinstance(value, list) else [value]
+    texts = []
+    size = -1  # the commas between items
+    for item in items:
+        text = _scalar_text(key, item, field.line)
+        size += len(text) + 1
+        # before the join: aliases repeat one text, so the joined one could be gigabytes
+        if size > _MAX_TEXT:
+            why = f"longer than {_MAX_TEXT // 1024} KiB as text (lists joined with ',')"
+            raise _invalid(why, key=key, line=field.line)
+        texts.append(text)
+    return ",".join(texts) if isinstance(value, list) else texts[0]
 
 
 def _scalar_text(key: str, value: object, line: int | None) -> str:
     # bool before int: True is an int too
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | str):
-        return str(value)
+    if isinstance(value, int):
+        try:
+            text = str(value)
+        except ValueError:  # beyond Python's digit limit: a long TOML hex number
+            text = ""
+        if not text or len(text.lstrip("-")) > _MAX_NUMBER_DIGITS:
+            raise _invalid(_LONG_NUMBER, key=key, line=line)
+        return text
+    if isinstance(value, str):
+        return value
     if value is None:
         raise _invalid("has no value", key=key, line=line)
     if isinstance(value, float):

@@ -23,7 +23,7 @@ from typing import Literal
 
 from daemon.errors import LabelError
 from daemon.labels import Hsts, RouteLabels, RouteOptions, parse_labels
-from daemon.route_files import RouteFile
+from daemon.route_files import FileError, RouteFile
 from daemon.traefik import TRAEFIK_PREFIX, parse_traefik_labels, uses_traefik_labels
 
 # Health states in which Docker says the process is not ready for traffic.
@@ -465,18 +465,18 @@ def _file_candidates(
         unit = FILE_UNIT + file.name
         if unit in exclude:
             continue
-        reason = None
-        if file.error is not None:
-            reason = file.error.reason
-        else:
+        error = file.error
+        if error is None:
             taken = [(r.name, names[r.name]) for r in file.routes if r.name in names]
             if taken:
-                reason = f"route name {taken[0][0]!r} is already defined in {taken[0][1]}"
-        if reason is not None:
-            line = file.error.line if file.error is not None else None
-            fields = {"file": file.name, "reason": reason, "action": "file skipped"}
-            if line is not None:
-                fields["line"] = str(line)
+                name, other = taken[0]
+                error = FileError(f"route name {name!r} is already defined in {other}")
+        if error is not None:
+            fields = {"file": file.name, "reason": error.reason, "action": "file skipped"}
+            # key and value apart too, as label_invalid gives label and value: the reason
+            # starts with them, for people, and tools need not parse it
+            optional = {"line": error.line, "key": error.key, "value": error.value}
+            fields |= {field: str(item) for field, item in optional.items() if item is not None}
             problems.append(
                 Problem("routes_file_invalid", "", "", tuple(sorted(fields.items())), "error")
             )

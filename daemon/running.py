@@ -27,15 +27,15 @@ import structlog
 
 from daemon import __version__
 from daemon.certificates import CertificateKeeper
-from daemon.errors import EngineUnavailableError, NginxError
+from daemon.errors import ConfigRejectedError, EngineUnavailableError, NginxError
 from daemon.nginx import NginxProcess, become_subreaper
 from daemon.reconcile import Reconciler
-from daemon.rendering import Paths, RenderFacts, make_environment, render_config
+from daemon.rendering import Paths, RenderFacts, TemplateSet, environment_for, render_config
 from daemon.routing import RoutingTable
 from daemon.settings import Settings
 from daemon.sources import DockerSource
 from daemon.trigger import Trigger
-from daemon.watched import FileSource, FileWatcher
+from daemon.watched import FileSource, FileWatcher, read_shipped_templates
 
 log = structlog.get_logger("daemon")
 
@@ -112,7 +112,8 @@ def run(settings: Settings) -> int:
     facts = detect_facts(settings)
     _log_start(settings, facts)
     become_subreaper()
-    env = make_environment(settings.templates, builtin_templates())
+    # passes render from the file source's template set; this one is for an empty config
+    env = environment_for(TemplateSet(read_shipped_templates(builtin_templates())))
     nginx = NginxProcess(settings, facts.paths)
     nginx.prepare()
     source = DockerSource(settings)
@@ -162,7 +163,7 @@ def run(settings: Settings) -> int:
             log.error("nginx_apply_failed", error=str(err), retry_in=retry)
         trigger.schedule(retry)
         if not nginx.running:
-            _serve_without_engine(nginx, settings, facts, env)
+            _serve_without_engine(nginx, settings, facts, files)
 
     _shut_down(settings, certificates, nginx, watcher_of_files)
     return 0
@@ -204,9 +205,13 @@ def _log_start(settings: Settings, facts: RenderFacts) -> None:
 
 
 def _serve_without_engine(
-    nginx: NginxProcess, settings: Settings, facts: RenderFacts, env: jinja2.Environment
+    nginx: NginxProcess, settings: Settings, facts: RenderFacts, files: FileSource
 ) -> None:
-    """No routes yet: serve the last good config, or an empty one (404 everywhere)."""
+    """No routes yet: serve the last good config, or an empty one (404 everywhere).
+
+    The empty config comes from your templates if they render one nginx accepts, else
+    from the shipped ones: a broken template must not keep nginx down.
+    """
     try:
         live = nginx.live_text()
         if live is not None and nginx.test_live() is None:
@@ -214,9 +219,17 @@ def _serve_without_engine(
             nginx.apply(live)
             log.info("serving_last_good_config")
             return
-        empty = render_config(RoutingTable(), settings, facts, env)
-        nginx.test(empty)
-        nginx.apply(empty)
-        log.info("serving_empty_config")
+        templates = files.snapshot().templates
+        assert templates is not None
+        for candidate in dict.fromkeys((templates, templates.shipped_only())):
+            try:
+                empty = render_config(RoutingTable(), settings, facts, environment_for(candidate))
+                nginx.test(empty)
+            except (jinja2.TemplateError, ValueError, ConfigRejectedError) as err:
+                log.error("empty_config_invalid", templates=candidate.fingerprint, error=str(err))
+                continue
+            nginx.apply(empty)
+            log.info("serving_empty_config")
+            return
     except NginxError as err:
         log.error("nginx_start_failed", error=str(err))

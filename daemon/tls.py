@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from daemon.labels import Hsts
-from daemon.own_certificates import OwnCertificate, choose
+from daemon.own_certificates import CertificateIndex, OwnCertificate
 from daemon.routing import Route, RoutingTable
 from daemon.settings import Settings
 
@@ -72,11 +72,11 @@ def acme_hosts(
     table: RoutingTable, settings: Settings, own: Iterable[OwnCertificate] = ()
 ) -> frozenset[str]:
     """Hosts that want a certificate from the ACME CA: none that one of ``own`` covers."""
-    own = tuple(own)
+    index = CertificateIndex(own)
     return frozenset(
         r.host
         for r in table.routes
-        if tls_mode(r, settings) == "acme" and choose(r.host, own) is None
+        if tls_mode(r, settings) == "acme" and index.choose(r.host) is None
     )
 
 
@@ -85,12 +85,14 @@ def host_policies(
 ) -> Mapping[str, HostTls]:
     """One ``HostTls`` per routed host (routing already made the options per host)."""
     issued = dict(state.certificates)
-    own_files = {id(own): files for own, files in state.own}
+    # Keyed by the certificate's value: the index hands back one of these very values.
+    own_files = dict(state.own)
+    index = CertificateIndex(own_files)
     policies: dict[str, HostTls] = {}
     for route in table.routes:
         if route.host not in policies:
-            own = choose(route.host, (own for own, _ in state.own))
-            mine = own_files[id(own)] if own is not None else None
+            own = index.choose(route.host)
+            mine = own_files[own] if own is not None else None
             policies[route.host] = _policy(route, settings, state.fallback, issued, mine)
     return policies
 
@@ -124,11 +126,11 @@ def own_in_use(
     table: RoutingTable, settings: Settings, own: Iterable[OwnCertificate]
 ) -> tuple[OwnCertificate, ...]:
     """Your certificates that serve at least one routed host (the ones nginx must read)."""
-    own = tuple(own)
+    index = CertificateIndex(own)
     used: dict[str, OwnCertificate] = {}
     for route in table.routes:
         if tls_mode(route, settings) != "off":
-            found = choose(route.host, own)
+            found = index.choose(route.host)
             if found is not None:
                 used[found.name] = found
     return tuple(used[name] for name in sorted(used))

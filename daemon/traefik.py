@@ -225,6 +225,8 @@ _ENTRY_POINTS = ("http", "https")
 _LB_METHODS = {"wrr": "round_robin", "drr": "least_conn"}
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 _DURATIONS_RE = re.compile(f"(?:{_DURATION_RE.pattern})+")
+# far more than any real period (1h30m15s), far less than Python's digit limit
+_MAX_PERIOD = 100
 _DURATION_UNITS = {
     "h": Fraction(3600),
     "m": Fraction(60),
@@ -834,7 +836,10 @@ def _rate_limit(front: _Frontend) -> None:
 def _seconds(front: _Frontend, key: str) -> Fraction:
     """A Traefik period: whole seconds, or a Go duration such as ``10s`` or ``1m30s``."""
     text = front.raw(key).strip()
-    if text.isdigit():
+    if len(text) > _MAX_PERIOD:
+        # int() and Fraction() raise ValueError on thousands of digits, not LabelError
+        raise front.refuse(key, f"a period of at most {_MAX_PERIOD} characters")
+    if text.isascii() and text.isdigit():  # isdigit alone takes '²', which int() refuses
         seconds = Fraction(int(text))
     elif _DURATIONS_RE.fullmatch(text):
         seconds = sum(

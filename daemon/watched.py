@@ -15,7 +15,6 @@ when the file has settled.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from watchdog.observers import Observer
 
 from daemon.own_certificates import OwnCertificate, PairError, check_pair
 from daemon.rendering import TemplateSet
-from daemon.route_files import ROUTE_FILE_SUFFIXES, FileError, RouteFile, parse_routes_file
+from daemon.route_files import FILE_NAME_RE, FileError, RouteFile, is_candidate, parse_routes_file
 from daemon.settings import Settings
 
 log = structlog.get_logger("daemon.watched")
@@ -38,16 +37,22 @@ log = structlog.get_logger("daemon.watched")
 # within milliseconds; copying a file over a slow link can take longer, and is caught by
 # the next event, which restarts the wait.
 SETTLE = 0.2
-# File names that reach logs and config comments: no spaces or quotes.
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CERT_SUFFIX = ".crt"
 _KEY_SUFFIX = ".key"
 _TEMPLATE_SUFFIX = ".j2"
-# A certificate that failed its checks is looked at again this often even without
-# changes: "not yet valid" ends by itself.
-_RECHECK_INVALID = 60.0
 
-_Stat = tuple[int, int, int]
+# (mtime ns, size, inode, ctime ns): ctime moves on chmod too, so a file made readable
+# is read again though its content did not change
+_Stat = tuple[int, int, int, int]
+
+
+class _UnsettledError(Exception):
+    """The file changed while it was read: try again once it has settled."""
+
+
+# what ``_settled_bytes`` returns instead of bytes: not yet, and no longer there
+_WAIT = object()
+_GONE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +72,11 @@ class _Pair:
     """What was last read of one certificate pair."""
 
     stat: tuple[_Stat, _Stat]
+    # the certificate served: the pair's, or the one read before while a replacement fails
     certificate: OwnCertificate | None
     reason: str | None
-    checked: float
+    # when a verdict changes with time alone (a certificate not yet valid)
+    retry_at: float | None
 
 
 @dataclass(slots=True)
@@ -84,7 +91,30 @@ class _Memory:
 
 
 def _stat_key(info: os.stat_result) -> _Stat:
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
+    return (info.st_mtime_ns, info.st_size, info.st_ino, info.st_ctime_ns)
+
+
+def _read(path: Path, stat: _Stat) -> bytes:
+    """The file's bytes, if it is still the version listed as ``stat`` after reading.
+
+    A write that starts between the listing and the read (or during it) would otherwise
+    be read half done under the old, settled ``stat``.
+    """
+    with path.open("rb") as handle:
+        if _stat_key(os.fstat(handle.fileno())) != stat:
+            raise _UnsettledError
+        data = handle.read()
+        if _stat_key(os.fstat(handle.fileno())) != stat:
+            raise _UnsettledError
+    return data
+
+
+def _wanted_template(name: str) -> bool:
+    return True
+
+
+def _wanted_certificate(name: str) -> bool:
+    return name.endswith((_CERT_SUFFIX, _KEY_SUFFIX))
 
 
 def read_shipped_templates(directory: Path) -> tuple[tuple[str, str, str], ...]:
@@ -115,18 +145,20 @@ class FileSource:
 
     def prepare(self) -> None:
         """Create the two directories that have defaults below the state dir."""
-        for directory in (self._routes_dir, self._certs_dir):
+        # the certificates directory holds private keys: only we may read it
+        for directory, mode in ((self._routes_dir, 0o755), (self._certs_dir, 0o700)):
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                directory.mkdir(mode=mode, parents=True, exist_ok=True)
             except OSError as err:
                 log.warning("watch_dir_unavailable", directory=str(directory), error=str(err))
 
     @property
-    def directories(self) -> tuple[Path, ...]:
-        """The directories to watch."""
-        found = [self._routes_dir, self._certs_dir]
+    def directories(self) -> tuple[tuple[Path, bool], ...]:
+        """The directories to watch, and whether their whole tree (templates may include
+        files from subdirectories)."""
+        found = [(self._routes_dir, False), (self._certs_dir, False)]
         if self._templates_dir is not None:
-            found.append(self._templates_dir)
+            found.append((self._templates_dir, True))
         return tuple(found)
 
     def snapshot(self) -> FilesSnapshot:
@@ -145,12 +177,19 @@ class FileSource:
 
     # -- reading ---------------------------------------------------------------------
 
-    def _entries(self, directory: Path | None, kind: str) -> Iterator[tuple[str, Path, _Stat]]:
-        """Regular files in ``directory`` by name (hidden ones and odd names left out)."""
+    def _entries(
+        self, directory: Path | None, wanted: Callable[[str], bool], *, tree: bool = False
+    ) -> Iterator[tuple[str, Path, _Stat]]:
+        """Regular files in ``directory`` (all levels with ``tree``) by relative name.
+
+        Hidden files and directories, ``~`` backups and names ``wanted`` refuses (other
+        suffixes) are left out silently; names with characters that would need quoting
+        in logs and config comments are reported once.
+        """
         if directory is None:
             return
         try:
-            paths = sorted(directory.iterdir())
+            found = sorted(self._walk(directory, tree))
         except FileNotFoundError:
             return
         except OSError as err:
@@ -161,9 +200,9 @@ class FileSource:
                 error=str(err),
             )
             return
-        for path in paths:
-            name = path.name
-            if name.startswith(".") or name.endswith("~"):
+        for parts, path in found:
+            name = "/".join(parts)
+            if any(p.startswith(".") or p.endswith("~") for p in parts) or not wanted(name):
                 continue
             try:
                 info = path.stat()
@@ -171,16 +210,29 @@ class FileSource:
                 continue  # removed while we looked
             if not S_ISREG(info.st_mode):
                 continue
-            if not _FILE_NAME_RE.match(name):
+            if not all(FILE_NAME_RE.match(part) for part in parts):
                 self._report_once(
-                    ("name", kind, name),
+                    ("name", str(directory), name),
                     "watched_file_ignored",
                     file=name,
                     directory=str(directory),
                     reason="file names are letters, digits, '.', '_' and '-'",
+                    level="warning",
                 )
                 continue
             yield name, path, _stat_key(info)
+
+    @staticmethod
+    def _walk(directory: Path, tree: bool) -> Iterator[tuple[tuple[str, ...], Path]]:
+        if not tree:
+            for path in directory.iterdir():
+                yield (path.name,), path
+            return
+        for root, dirs, files in os.walk(directory, onerror=_raise):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            base = Path(root).relative_to(directory).parts
+            for name in files:
+                yield (*base, name), Path(root) / name
 
     def _settled(self, stat: _Stat, now: float, wake: list[float]) -> bool:
         modified = stat[0] / 1e9
@@ -197,24 +249,21 @@ class FileSource:
     def _routes(self, now: float, wake: list[float]) -> tuple[RouteFile, ...]:
         previous = self._memory.routes
         current: dict[str, tuple[_Stat, RouteFile]] = {}
-        for name, path, stat in self._entries(self._routes_dir, "routes"):
-            if not name.endswith(ROUTE_FILE_SUFFIXES):
-                continue
+        for name, path, stat in self._entries(self._routes_dir, is_candidate):
             known = previous.get(name)
             if known is not None and known[0] == stat:
                 current[name] = known
                 continue
-            if not self._settled(stat, now, wake):
-                if known is not None:
-                    current[name] = known
-                continue
-            try:
-                data = path.read_bytes()
-            except OSError as err:
-                reason = f"cannot read the file: {err.strerror or err}"
+            data = self._settled_bytes(path, stat, now, wake)
+            if isinstance(data, bytes):
+                current[name] = (stat, parse_routes_file(name, data))
+            elif isinstance(data, OSError):
+                reason = f"cannot read the file: {data.strerror or data}"
                 current[name] = (stat, RouteFile(name, "", error=FileError(reason)))
+            elif data is _GONE:
                 continue
-            current[name] = (stat, parse_routes_file(name, data))
+            elif known is not None:
+                current[name] = known
         for name in previous.keys() - current.keys():
             log.info("routes_file_removed", file=name)
         for name, (_, file) in current.items():
@@ -224,8 +273,24 @@ class FileSource:
         self._memory.routes = current
         return tuple(file for _, file in current.values())
 
+    def _settled_bytes(
+        self, path: Path, stat: _Stat, now: float, wake: list[float]
+    ) -> bytes | OSError | object:
+        """The file's bytes once settled; ``_WAIT`` before, ``_GONE`` if it vanished."""
+        if not self._settled(stat, now, wake):
+            return _WAIT
+        try:
+            return _read(path, stat)
+        except _UnsettledError:
+            wake.append(now + SETTLE)
+            return _WAIT
+        except FileNotFoundError:
+            return _GONE
+        except OSError as err:
+            return err
+
     def _certificates(self, now: float, wake: list[float]) -> tuple[OwnCertificate, ...]:
-        files = {name: (path, stat) for name, path, stat in self._entries(self._certs_dir, "certs")}
+        files = {n: (p, st) for n, p, st in self._entries(self._certs_dir, _wanted_certificate)}
         stems = {n[: -len(_CERT_SUFFIX)] for n in files if n.endswith(_CERT_SUFFIX)}
         stems |= {n[: -len(_KEY_SUFFIX)] for n in files if n.endswith(_KEY_SUFFIX)}
         previous = self._memory.pairs
@@ -245,22 +310,20 @@ class FileSource:
                         reason=f"no {missing} beside it; both files are needed",
                     )
                 continue
-            stat = (cert[1], key[1])
             known = previous.get(stem)
-            unchanged = known is not None and known.stat == stat
-            if not unchanged and not all(self._settled(s, now, wake) for s in stat):
+            if known is not None and known.stat == (cert[1], key[1]) and not _stale(known, now):
+                pair: _Pair | None = known
+            else:
+                pair = self._check(stem, (cert, key), known, now, wake)
+            if pair is None:  # not settled, or gone while we looked
                 if known is not None:
                     current[stem] = known
                 continue
-            if unchanged and known is not None and not _stale(known, now):
-                current[stem] = known
-            else:
-                current[stem] = self._check(stem, (cert[0], key[0]), stat, now)
-            pair = current[stem]
+            current[stem] = pair
             if pair.certificate is not None:
                 wake.append(pair.certificate.not_after.timestamp())
-            else:
-                wake.append(pair.checked + _RECHECK_INVALID)
+            if pair.retry_at is not None:
+                wake.append(pair.retry_at)
         for stem in previous.keys() - current.keys():
             if previous[stem].certificate is not None:
                 log.info("certificate_file_removed", pair=stem)
@@ -268,77 +331,110 @@ class FileSource:
         return tuple(p.certificate for p in current.values() if p.certificate is not None)
 
     def _check(
-        self, stem: str, files: tuple[Path, Path], stat: tuple[_Stat, _Stat], now: float
-    ) -> _Pair:
-        cert, key = files
+        self,
+        stem: str,
+        files: tuple[tuple[Path, _Stat], tuple[Path, _Stat]],
+        known: _Pair | None,
+        now: float,
+        wake: list[float],
+    ) -> _Pair | None:
+        """Read and check one pair; None while it is not settled."""
+        (cert, cert_stat), (key, key_stat) = files
+        stat = (cert_stat, key_stat)
+        if not all(self._settled(s, now, wake) for s in stat):
+            return None
+        retry_at = None
         try:
-            moment = datetime.fromtimestamp(now, UTC)
-            certificate = check_pair(stem, cert.read_bytes(), key.read_bytes(), moment)
-        except PairError as err:
-            self._report_once(
-                ("pair", stem, str(stat), err.reason),
-                "certificate_file_invalid",
-                file=cert.name,
-                key_file=key.name,
-                reason=err.reason,
-            )
-            return _Pair(stat, None, err.reason, now)
+            chain, key_pem = _read(cert, cert_stat), _read(key, key_stat)
+            certificate = check_pair(stem, chain, key_pem, datetime.fromtimestamp(now, UTC))
+        except _UnsettledError:
+            wake.append(now + SETTLE)
+            return None
+        except FileNotFoundError:
+            return None
         except OSError as err:
-            return _Pair(stat, None, str(err), now)
-        previous = self._memory.pairs.get(stem)
-        if previous is None or previous.certificate != certificate:
-            log.info(
-                "certificate_file_loaded",
-                file=cert.name,
-                names=list(certificate.names),
-                not_after=certificate.not_after.isoformat(),
-            )
-        return _Pair(stat, certificate, None, now)
+            reason = f"cannot read it: {err.strerror or err}"
+        except PairError as err:
+            reason = err.reason
+            retry_at = err.valid_from.timestamp() if err.valid_from is not None else None
+        else:
+            if known is None or known.certificate != certificate:
+                log.info(
+                    "certificate_file_loaded",
+                    file=cert.name,
+                    names=list(certificate.names),
+                    not_after=certificate.not_after.isoformat(),
+                )
+            return _Pair(stat, certificate, None, None)
+        # A pair replaced one file at a time mismatches in between; the host keeps the
+        # certificate it had (and orders nothing from ACME) until the pair is whole again.
+        kept = known.certificate if known is not None else None
+        if kept is not None and now >= kept.not_after.timestamp():
+            kept = None
+        action = "kept the pair read before" if kept is not None else "not used"
+        self._report_once(
+            ("pair", stem, str(stat), reason, action),
+            "certificate_file_invalid",
+            file=cert.name,
+            key_file=key.name,
+            reason=reason,
+            action=action,
+        )
+        return _Pair(stat, kept, reason, retry_at)
 
     def _templates(self, now: float, wake: list[float]) -> tuple[tuple[str, str, str], ...]:
         previous = self._memory.templates
         current: dict[str, tuple[_Stat, str]] = {}
-        for name, path, stat in self._entries(self._templates_dir, "templates"):
-            if not name.endswith(_TEMPLATE_SUFFIX):
-                continue
+        directory = self._templates_dir
+        for name, path, stat in self._entries(directory, _wanted_template, tree=True):
             known = previous.get(name)
             if known is not None and known[0] == stat:
                 current[name] = known
-            elif self._settled(stat, now, wake):
+                continue
+            data = self._settled_bytes(path, stat, now, wake)
+            if data is _GONE:
+                continue
+            if isinstance(data, bytes):
                 try:
-                    current[name] = (stat, path.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError) as err:
-                    self._report_once(
-                        ("template", name, str(stat)),
-                        "template_invalid",
-                        template=str(path),
-                        error=f"cannot read it as UTF-8 text: {err}",
-                        action="kept the text read before"
-                        if known is not None
-                        else "using the shipped template of this name, if any",
-                    )
-                    if known is not None:
-                        current[name] = known
-            elif known is not None:
+                    current[name] = (stat, data.decode("utf-8"))
+                    continue
+                except UnicodeDecodeError:
+                    data = ValueError("not UTF-8 text")
+            if isinstance(data, Exception):
+                self._report_once(
+                    ("template", name, str(stat)),
+                    "template_invalid",
+                    template=str(path),
+                    error=f"cannot read it: {data}",
+                    action="kept the text read before"
+                    if known is not None
+                    else "using the shipped template of this name, if any",
+                )
+            if known is not None:
                 current[name] = known
         self._memory.templates = current
-        assert self._templates_dir is not None or not current
         return tuple(
-            (name, text, str(self._templates_dir / name) if self._templates_dir else name)
+            (name, text, str(directory / name) if directory is not None else name)
             for name, (_, text) in sorted(current.items())
         )
 
-    def _report_once(self, key: tuple[str, ...], event: str, **fields: str) -> None:
+    def _report_once(
+        self, key: tuple[str, ...], event: str, *, level: str = "error", **fields: str
+    ) -> None:
         if key not in self._memory.reported:
             self._memory.reported.add(key)
-            log.error(event, **fields)
+            log.log(40 if level == "error" else 30, event, **fields)
+
+
+def _raise(err: OSError) -> None:
+    raise err
 
 
 def _stale(pair: _Pair, now: float) -> bool:
     """Whether a pair's last verdict may have changed with time alone."""
-    if pair.certificate is not None:
-        return now >= pair.certificate.not_after.timestamp()
-    return now >= pair.checked + _RECHECK_INVALID
+    if pair.certificate is not None and now >= pair.certificate.not_after.timestamp():
+        return True
+    return pair.retry_at is not None and now >= pair.retry_at
 
 
 class _Handler(FileSystemEventHandler):
@@ -361,22 +457,26 @@ class _Handler(FileSystemEventHandler):
 class FileWatcher:
     """watchdog observers on the watched directories, poking ``on_change``."""
 
-    def __init__(self, directories: Iterable[Path], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, directories: Iterable[tuple[Path, bool]], on_change: Callable[[], None]
+    ) -> None:
+        """``directories``: (path, whether to watch the whole tree below it)."""
         self._directories = tuple(directories)
         self._handler = _Handler(on_change)
         self._observer = Observer()
 
     def start(self) -> None:
         """Watch every directory that exists (a missing one is reported, not watched)."""
-        for directory in self._directories:
+        self._observer.daemon = True
+        self._observer.start()
+        for directory, recursive in self._directories:
             try:
-                self._observer.schedule(self._handler, str(directory), recursive=False)
+                # a running observer adds the inotify watch here, so failures show here
+                self._observer.schedule(self._handler, str(directory), recursive=recursive)
             except OSError as err:
                 log.warning("watch_dir_unavailable", directory=str(directory), error=str(err))
                 continue
             log.info("watching_directory", directory=str(directory))
-        self._observer.daemon = True
-        self._observer.start()
 
     def stop(self) -> None:
         """Stop the observer threads."""

@@ -574,6 +574,52 @@ def test_routes_directory_reads_only_route_file_suffixes(project: Path, check: C
     assert [entry["route"] for entry in document["file_routes"]] == ["jellyfin", "b", "c"]
 
 
+def test_routes_directory_reports_names_the_daemon_ignores(project: Path, check: Check) -> None:
+    """A route file under a name the daemon will not read is an error, its content unread."""
+    directory = project / "routes.d"
+    directory.mkdir()
+    write(directory, ROUTES, "media.yaml")
+    bad = write(directory, "routes: [not even read", "my routes.yaml")
+    write(directory, "routes: [not a route file", "notes txt")
+    code, out, _ = check("--routes", directory)
+    assert code == 1
+    assert (
+        f"error    routes_file_invalid: {bad}: the daemon ignores this file: file names are 1 "
+        "to 128 letters, digits, '.', '_' and '-', starting with a letter or digit; "
+        "action: file skipped\n"
+    ) in out
+    assert f"{directory / 'media.yaml'}:jellyfin:\n  route    media.example.com/" in out
+    assert "notes txt" not in out
+    assert out.endswith("2 route files, 1 route, 1 error, 0 warnings: not ready to deploy\n")
+
+
+def test_a_named_route_file_is_read_whatever_its_name(project: Path, check: Check) -> None:
+    """A file given by path is checked as written: it may be deployed under another name."""
+    path = write(project, ROUTES, "media (draft).yaml")
+    code, out, _ = check("--routes", path)
+    assert code == 0, out
+    assert f"{path}:jellyfin:\n" in out
+
+
+def test_a_file_error_reads_once_in_text_and_apart_in_json(project: Path, check: Check) -> None:
+    """Text names key and value once (in the reason); JSON has them as fields too."""
+    path = write(project, ROUTES.replace("websocket: true", "lb: fastest"), "media.yaml")
+    code, out, _ = check("--routes", path)
+    assert code == 1
+    line = next(line for line in out.splitlines() if "routes_file_invalid" in line)
+    assert line == (
+        f"error    routes_file_invalid: {path}:6: routes.jellyfin.lb='fastest': one of "
+        "round_robin, least_conn, ip_hash; action: file skipped"
+    )
+    code, document = as_json(check, "--routes", path)
+    (problem,) = document["problems"]
+    assert (problem["key"], problem["value"], problem["line"]) == (
+        "routes.jellyfin.lb",
+        "fastest",
+        "6",
+    )
+
+
 def test_json_lists_file_routes_and_their_problems(project: Path, check: Check) -> None:
     """``--format json`` has ``route_files`` and ``file_routes``; file errors are problems."""
     good = write(project, ROUTES, "media.yaml")

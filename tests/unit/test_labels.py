@@ -255,3 +255,34 @@ def test_https_options_without_tls_are_rejected(key: str, value: str) -> None:
         parse_labels({f"{P}.host": "a.test", f"{P}.tls": "off", f"{P}.{key}": value}, P)
     assert caught.value.label == f"{P}.{key}"
     assert "tls is off" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("key", "label"),
+    [
+        ("route.jf\n.host", f"{P}.route.jf\n.host"),
+        ("headers.X-A\n", f"{P}.headers.X-A\n"),
+        ("request_headers.X-A\n", f"{P}.request_headers.X-A\n"),
+    ],
+)
+def test_names_with_a_trailing_line_break_are_refused(key: str, label: str) -> None:
+    """Route and header names are matched whole: ``$`` would let a final line break pass."""
+    with pytest.raises(LabelError) as caught:
+        parse_labels({f"{P}.host": "a.test", f"{P}.{key}": "v"}, P)
+    assert caught.value.label == label
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"port": "9" * 5000},
+        {"priority": "9" * 5000},
+        {"priority": "-" + "9" * 5000},
+        {"rate_limit": "10r/s", "rate_limit.burst": "1" * 5000},
+    ],
+)
+def test_numbers_of_thousands_of_digits_are_refused(labels: dict[str, str]) -> None:
+    """A number past Python's int conversion limit is a LabelError, not a ValueError."""
+    values = {f"{P}.{key}": value for key, value in labels.items()}
+    with pytest.raises(LabelError, match="from"):
+        parse_labels({f"{P}.host": "a.test", **values}, P)

@@ -10,16 +10,21 @@ from typing import TypeAlias
 
 import pytest
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
 )
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
+from daemon import own_certificates
 from daemon.own_certificates import (
     PAIR_NAME_RE,
+    CertificateIndex,
     OwnCertificate,
     PairError,
     check_pair,
@@ -98,6 +103,27 @@ LEAF = issue(
 )
 CHAIN = _pem(LEAF) + _pem(INTERMEDIATE)
 KEY = key_pem(LEAF_KEY)
+# id-ecPublicKey (1.2.840.10045.2.1) as DER, and an arc next to it no library knows.
+EC_PUBLIC_KEY_OID = bytes.fromhex("06072a8648ce3d0201")
+UNKNOWN_KEY_OID = bytes.fromhex("06072a8648ce3d0209")
+
+
+def unreadable_key(certificate: x509.Certificate) -> bytes:
+    """``certificate`` (with an EC key) as PEM, its key algorithm made one nobody knows.
+
+    Its signature no longer verifies, which nothing here checks; cryptography reads it
+    and fails only when asked for the public key (UnsupportedAlgorithm).
+    """
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    assert der.count(EC_PUBLIC_KEY_OID) == 1
+    renamed = der.replace(EC_PUBLIC_KEY_OID, UNKNOWN_KEY_OID)
+    return _pem(x509.load_der_x509_certificate(renamed))
+
+
+# CA certificates with keys dockyard does not take for a leaf (or cannot read at all).
+ED448_CA = _pem(issue(ed448.Ed448PrivateKey.generate().public_key(), "Ed448 CA", ca=True))
+DSA_CA = _pem(issue(dsa.generate_private_key(1024).public_key(), "DSA CA", ca=True))
+UNKNOWN_KEY_CA = unreadable_key(INTERMEDIATE)
 
 
 def leaf_chain(
@@ -196,6 +222,7 @@ NO_SAN = leaf_chain()
 IP_ONLY_SAN = leaf_chain(
     san=x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("::1"))])
 )
+UNKNOWN_KEY_LEAF = unreadable_key(LEAF) + _pem(INTERMEDIATE)
 
 
 @pytest.mark.parametrize(
@@ -220,6 +247,8 @@ IP_ONLY_SAN = leaf_chain(
         ("shop", CHAIN, X25519_KEY, r"unsupported type \(X25519PrivateKey\)"),
         ("shop", CHAIN, OTHER_KEY, "does not match the certificate in shop.crt"),
         ("shop", _pem(INTERMEDIATE) + _pem(LEAF), KEY, "matches certificate 2 of shop.crt"),
+        ("shop", UNKNOWN_KEY_CA + CHAIN, KEY, "matches certificate 2 of shop.crt"),
+        ("shop", UNKNOWN_KEY_LEAF, KEY, "first certificate in shop.crt is malformed or of an"),
         ("shop", NO_SAN, KEY, "no DNS names in subjectAltName"),
         ("shop", IP_ONLY_SAN, KEY, "no DNS names in subjectAltName"),
         (
@@ -261,6 +290,8 @@ IP_ONLY_SAN = leaf_chain(
         "unsupported-key",
         "mismatch",
         "leaf-not-first",
+        "unreadable-ca-first",
+        "unreadable-leaf",
         "no-san",
         "ip-only-san",
         "expired",
@@ -278,6 +309,49 @@ def test_unusable_pairs_are_refused_with_a_reason(
     assert caught.value.__cause__ is None
     for secret in (KEY, OTHER_KEY, ENCRYPTED):
         assert secret.splitlines()[1].decode() not in caught.value.reason
+    if "not valid until" not in reason:
+        assert caught.value.valid_from is None
+
+
+def test_a_pair_not_valid_yet_says_when_it_becomes_valid() -> None:
+    """``valid_from`` is the leaf's notBefore, in UTC, so the caller can look again then."""
+    start = NOW + timedelta(hours=2, seconds=30)
+    chain = leaf_chain(names=["a.example.org"], not_before=start)
+    with pytest.raises(PairError, match="not valid until") as caught:
+        check_pair("shop", chain, KEY, NOW)
+    assert caught.value.valid_from == start
+    assert caught.value.valid_from.utcoffset() == timedelta(0)
+    assert check_pair("shop", chain, KEY, start).not_before == start
+
+
+@pytest.mark.parametrize(
+    "extra", [ED448_CA, DSA_CA, UNKNOWN_KEY_CA], ids=["ed448", "dsa", "unknown-key-type"]
+)
+def test_chain_members_after_the_leaf_may_have_any_key(extra: bytes) -> None:
+    """Only the leaf's key must match and be readable; a CA certificate's may be neither."""
+    own = check_pair("shop", CHAIN + extra, KEY, NOW)
+    assert own.names == ("api.example.org", "shop.example.org")
+    assert own.pem.startswith(CHAIN + extra)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ValueError, UnsupportedAlgorithm, lambda m: x509.DuplicateExtension(m, NameOID.DN_QUALIFIER)],
+    ids=["value", "unsupported", "duplicate-extension"],
+)
+def test_unforeseen_cryptography_errors_become_pair_errors(
+    monkeypatch: pytest.MonkeyPatch, error: Callable[[str], Exception]
+) -> None:
+    """A cryptography error from a place no check expects is a PairError, not quoted."""
+
+    def fail(name: str, leaf: x509.Certificate) -> tuple[str, ...]:
+        raise error("details about the key")
+
+    monkeypatch.setattr(own_certificates, "_dns_names", fail)
+    with pytest.raises(PairError, match="holds something dockyard cannot read") as caught:
+        check_pair("shop", CHAIN, KEY, NOW)
+    assert "details" not in caught.value.reason
+    assert caught.value.__cause__ is None
 
 
 @pytest.mark.parametrize("name", ["a", "x" * 100, "corp-CA_1.v2", "9"])
@@ -348,3 +422,47 @@ def test_choose_returns_none_when_nothing_covers_the_host() -> None:
     assert choose("example.org", [own("wild", ("*.example.org",))]) is None
     assert choose("example.org", []) is None
     assert choose("example.org", iter([own("apex", ("example.org",))])) is not None
+
+
+def scan(host: str, certificates: Sequence[OwnCertificate]) -> OwnCertificate | None:
+    """The rule spelled out over every certificate: covers, exact first, longest, name."""
+    host = host.lower()
+    candidates = [c for c in certificates if any(covers(n, host) for n in c.names)]
+    return min(
+        candidates,
+        key=lambda c: (
+            host not in {n.lower() for n in c.names},
+            -c.not_after.timestamp(),
+            c.name,
+        ),
+        default=None,
+    )
+
+
+# Few labels, so names, wildcards and ties collide often; "" and "*" test the edges.
+LABELS = st.sampled_from(["a", "B", "b", "*", "", "org"])
+DNS_NAMES = st.lists(LABELS, min_size=1, max_size=4).map(".".join)
+CERTIFICATES = st.lists(
+    st.builds(
+        own,
+        st.sampled_from(["p", "q", "r"]),
+        st.lists(DNS_NAMES, min_size=1, max_size=4).map(tuple),
+        st.integers(1, 3),
+    ),
+    max_size=8,
+)
+
+
+@given(certificates=CERTIFICATES, hosts=st.lists(DNS_NAMES, max_size=10))
+def test_the_index_chooses_as_the_rule_says(
+    certificates: list[OwnCertificate], hosts: list[str]
+) -> None:
+    """CertificateIndex and choose pick exactly what a scan of all certificates picks."""
+    index = CertificateIndex(certificates)
+    # Also every name the certificates hold and one label below each, with and without
+    # case changes: the hosts most likely to hit an exact name or a wildcard.
+    names = [n for c in certificates for n in c.names]
+    for host in [*hosts, *names, *(n.upper() for n in names), *("x." + n for n in names)]:
+        expected = scan(host, certificates)
+        assert index.choose(host) is expected, host
+        assert choose(host, certificates) is expected, host

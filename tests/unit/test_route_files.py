@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from textwrap import dedent
 
 import pytest
 
 from daemon.labels import Redirect
 from daemon.route_files import (
+    FILE_NAME_RE,
     ROUTE_FILE_SUFFIXES,
     FileError,
     RouteFile,
     Server,
     StaticRoute,
+    is_candidate,
     parse_routes_file,
+    route_file_name_problem,
 )
 
 JELLYFIN_YAML = """\
@@ -489,3 +493,168 @@ def test_values_of_the_wrong_shape_are_refused() -> None:
     assert "a routes file is a mapping" in error("- a\n").reason
     assert error("routes: [a]\n").key == "routes"
     assert error("routes:\n  r: a.test\n").key == "routes.r"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key", "line"),
+    [
+        ("r.toml", '[routes.r]\nhost = "a.test"\npriority = ' + "9" * 5000 + "\n", None, None),
+        (
+            "r.toml",
+            '[routes.r]\nhost = "a.test"\npriority = 0x' + "f" * 5000 + "\n",
+            "priority",
+            None,
+        ),
+        ("r.yaml", route("priority: 0x" + "f" * 5000), "priority", 5),
+        ("r.yaml", route("priority: " + "9" * 5000), "priority", 5),
+        # YAML 1.1 base 60: quadratic to compute, so refused before it is built
+        ("r.yaml", route("priority: 1" + ":1" * 200_000), "priority", 5),
+        ("r.yaml", route("path: [/a, " + "7" * 200 + "]"), "path", 5),
+    ],
+)
+def test_numbers_of_thousands_of_digits_are_refused_not_raised(
+    name: str, text: str, key: str | None, line: int | None
+) -> None:
+    """Numbers too long for Python's int/str conversion give a FileError, never ValueError."""
+    err = error(text, name=name)
+    assert err.key == (None if key is None else f"routes.r.{key}")
+    assert err.line == line
+    assert "whole number of" in err.reason
+
+
+def test_a_long_number_a_key_takes_as_text_can_be_quoted() -> None:
+    """A header value of many digits is fine quoted, and the refusal says so."""
+    digits = "1" * 150
+    assert "quote it if it is text" in error(route(f"headers.X-Id: {digits}")).reason
+    static = only(route(f"headers.X-Id: '{digits}'"))
+    assert static.routes[0].options.response_headers == (("X-Id", digits),)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('routes:\n  "jf\\n":\n    host: a.test\n', "routes.jf\n", 2),
+        (route('headers: {"X-A\\n": v}'), "routes.r.headers.X-A\n", 5),
+        (route('"host\\t": a.test'), "routes.r.host\t", 5),
+        (route('path: {"strip\\r": true}'), "routes.r.path.strip\r", 5),
+        ('"routes\\u0000": {}\n', "routes\x00", 1),
+    ],
+)
+def test_control_characters_are_refused_in_keys(text: str, key: str, line: int) -> None:
+    """A key with a line break, tab or NUL is refused with its line; the reason quotes it."""
+    err = error(text)
+    assert (err.key, err.line) == (key, line)
+    assert err.reason == f"{key!r}: control characters (line breaks, tabs) are not allowed"
+
+
+def test_control_characters_are_refused_in_toml_keys() -> None:
+    """TOML keys are checked the same way (TOML errors after parsing have no line)."""
+    text = '[routes."jf\\n"]\nhost = "a.test"\n'
+    assert error(text, name="r.toml").key == "routes.jf\n"
+    text = '[routes.jf]\nhost = "a.test"\nheaders = { "X-A\\n" = "v" }\n'
+    assert error(text, name="r.toml").key == "routes.jf.headers.X-A\n"
+
+
+def test_a_route_or_header_name_with_a_trailing_line_break_is_refused() -> None:
+    """The name grammars are exact: ``$`` would let a final line break through."""
+    for text in ('routes:\n  "jf\\n":\n    host: a.test\n', route('headers: {"X-A\\n": v}')):
+        assert "control characters" in error(text).reason
+
+
+def test_a_file_over_one_mib_is_refused_unread() -> None:
+    """More than 1 MiB is refused whole, before it is parsed."""
+    text = route("") + "#" * (1024 * 1024)
+    assert error(text) == FileError("the file is larger than 1 MiB")
+    assert read(route("") + "#" * (1024 * 1000)).error is None
+
+
+def test_list_items_through_aliases_count_against_the_budget() -> None:
+    """``[*big, *big, ...]`` spends one per item, as keys do, so it cannot grow unchecked."""
+    items = ", ".join(["&s http://a.lan", *["*s"] * 10_000])
+    err = error(f"routes:\n  r:\n    host: a.test\n    servers: [{items}]\n")
+    assert "more than 10000 keys and list items (aliases included)" in err.reason
+
+
+def test_a_value_longer_than_64_kib_as_text_is_refused_with_its_key() -> None:
+    """A joined list (aliases repeating a long text) is refused before it is joined."""
+    text = route(f"path: [&big /{'a' * 20_000}, *big, *big, *big]")
+    err = error(text)
+    assert (err.key, err.line, err.value) == ("routes.r.path", 5, None)
+    assert "longer than 64 KiB as text" in err.reason
+    # three fit: the path grammar refuses them (too long a path), not the size cap
+    assert "64 KiB" not in error(text.replace("*big, *big, *big", "*big, *big")).reason
+
+
+def test_a_tagged_list_is_refused() -> None:
+    """Only plain lists carry values: ``!!omap`` and friends are refused with the key."""
+    err = error(route("path: !!omap [a: /x]"))
+    assert (err.key, err.line) == ("routes.r.path", 5)
+
+
+@pytest.mark.parametrize(
+    "name", ["media.yaml", "a.yml", "nas.toml", "A-b_c.1.yaml", "0.toml", "x" * 123 + ".yaml"]
+)
+def test_route_file_names_the_daemon_reads(name: str) -> None:
+    """Letters, digits, '.', '_' and '-' with a route suffix: a route file, no problem."""
+    assert FILE_NAME_RE.match(name)
+    assert is_candidate(name)
+    assert route_file_name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "candidate", "why"),
+    [
+        (".media.yaml", False, "hidden files"),
+        ("media.yaml~", False, "backup files"),
+        ("notes.txt", False, "route files end in .yaml, .yml, .toml"),
+        ("Media.YAML", False, "route files end in"),
+        ("media.yaml.swp", False, "route files end in"),
+        ("my routes.yaml", True, "file names are 1 to 128 letters"),
+        ("-media.yaml", True, "starting with a letter or digit"),
+        ("_media.yaml", True, "starting with a letter or digit"),
+        ("média.yaml", True, "file names are"),
+        ("x" * 124 + ".yaml", True, "1 to 128"),
+        ("a'b.toml", True, "file names are"),
+        ("a\n.yaml", True, "file names are"),
+    ],
+)
+def test_route_file_names_the_daemon_skips(name: str, candidate: bool, why: str) -> None:
+    """Each skipped name says why; only candidates (meant as route files) are worth a report."""
+    assert is_candidate(name) == candidate
+    problem = route_file_name_problem(name)
+    assert problem is not None
+    assert why in problem
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a.yaml",
+        "a.yaml\n",
+        "a\n",
+        ".a.yaml",
+        "a.yaml~",
+        "a b.yaml",
+        "A.YML",
+        "x" * 128,
+        "x" * 129,
+        "x" * 123 + ".yaml",
+        "x" * 124 + ".yaml",
+        "-a.toml",
+        "a.toml.bak",
+        "ä.yaml",
+    ],
+)
+def test_the_name_rule_is_the_daemons(name: str) -> None:
+    """Read iff the daemon's rule reads it: not hidden or ``~``, its name pattern, a suffix."""
+    daemon_pattern = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    daemon_reads = (
+        not name.startswith(".")
+        and not name.endswith("~")
+        and bool(daemon_pattern.match(name))
+        and name.endswith(ROUTE_FILE_SUFFIXES)
+    )
+    assert (route_file_name_problem(name) is None) == daemon_reads
+    assert FILE_NAME_RE.pattern.removeprefix("\\A").removesuffix("\\Z") == (
+        daemon_pattern.pattern.removeprefix("^").removesuffix("$")
+    )

@@ -98,6 +98,19 @@ def test_a_file_with_an_error_is_reported_with_its_line_and_skipped() -> None:
     assert result.skipped == frozenset({FILE_UNIT + "bad.yaml"})
 
 
+def test_a_file_error_gives_its_key_and_value_as_fields() -> None:
+    """routes_file_invalid carries the error's key and value apart, as label_invalid does."""
+    result = build_routes([], CTX, files=[one_route("bad.yaml", "r", "bad.test", "lb: fastest")])
+    (problem,) = events(result, "routes_file_invalid")
+    fields = dict(problem.fields)
+    assert (fields["key"], fields["value"], fields["line"]) == ("routes.r.lb", "fastest", "5")
+    assert fields["reason"].startswith("routes.r.lb='fastest': one of round_robin")
+    unknown = build_routes([], CTX, files=[one_route("u.yaml", "r", "u.test", "websockt: on")])
+    fields = dict(unknown.problems[0].fields)
+    assert fields["key"] == "routes.r.websockt"
+    assert "value" not in fields
+
+
 def test_a_route_name_reused_in_a_later_file_skips_the_later_file() -> None:
     """The first file by name keeps a route name; the later file using it is skipped whole."""
     first = one_route("a.yaml", "web", "a.test")

@@ -649,6 +649,22 @@ def test_unknown_labels_get_a_suggestion(label: str, suggestion: str) -> None:
             "traefik.frontend.rule",
             "control characters",
         ),
+        *(
+            (
+                {
+                    "traefik.frontend.rateLimit.extractorFunc": "client.ip",
+                    "traefik.frontend.rateLimit.rateSet.a.average": "1",
+                    "traefik.frontend.rateLimit.rateSet.a.period": period,
+                },
+                "traefik.frontend.rateLimit.rateSet.a.period",
+                reason,
+            )
+            for period, reason in (
+                ("9" * 5000, "at most 100 characters"),
+                ("9" * 5000 + "s", "at most 100 characters"),
+                ("\u00b2", "a period such as 10s"),
+            )
+        ),
     ],
 )
 def test_invalid_values_name_the_traefik_label(

@@ -30,8 +30,25 @@ from watchdog.events import (
 
 from daemon.route_files import RouteFile, parse_routes_file
 from daemon.settings import Settings
-from daemon.watched import SETTLE, FileSource, FilesSnapshot, _Handler
-from tests.unit.test_own_certificates import KEY, NOW, key_pem, leaf_chain
+from daemon.watched import (
+    SETTLE,
+    FileSource,
+    FilesSnapshot,
+    FileWatcher,
+    _Handler,
+    _read,
+    _stat_key,
+    _UnsettledError,
+)
+from tests.unit.test_own_certificates import (
+    BY_INTERMEDIATE,
+    KEY,
+    NOW,
+    _pem,
+    issue,
+    key_pem,
+    leaf_chain,
+)
 
 START = NOW.timestamp()
 ROUTES = "routes:\n  web:\n    host: {host}\n    servers: ['http://10.0.0.2:8080']\n"
@@ -125,10 +142,16 @@ def hosts(snapshot: FilesSnapshot) -> dict[str, tuple[str, ...]]:
 
 
 def test_prepare_creates_the_two_default_directories(rig: Rig) -> None:
-    """prepare() makes routes.d and certs.d; all three directories are watched."""
+    """prepare() makes routes.d and certs.d (0700: keys); all three are watched, the
+    templates' whole tree (templates may include files from subdirectories)."""
     assert rig.routes.is_dir()
     assert rig.certs.is_dir()
-    assert rig.source.directories == (rig.routes, rig.certs, rig.templates)
+    assert rig.certs.stat().st_mode & 0o777 == 0o700
+    assert rig.source.directories == (
+        (rig.routes, False),
+        (rig.certs, False),
+        (rig.templates, True),
+    )
 
 
 def test_a_route_file_is_read_once_settled_and_not_before(rig: Rig) -> None:
@@ -218,7 +241,7 @@ def test_a_bad_file_name_is_reported_once_and_ignored(rig: Rig) -> None:
     assert rig.snapshot(START + 60).routes == ()
     (ignored,) = rig.events("watched_file_ignored")
     assert ignored["file"] == "my routes.yaml"
-    assert ignored["log_level"] == "error"
+    assert ignored["log_level"] == "warning"
 
 
 def test_a_file_from_the_future_is_not_held_back_until_its_time(rig: Rig) -> None:
@@ -264,11 +287,12 @@ def test_a_lone_certificate_is_reported_once_when_settled(rig: Rig) -> None:
 
 
 def test_a_mismatched_pair_is_reported_once_and_not_used(rig: Rig) -> None:
-    """A key that does not match the leaf: one certificate_file_invalid, no certificate."""
+    """A key that does not match the leaf: one certificate_file_invalid, no certificate,
+    and no pass scheduled for it (only a change of the files can fix it)."""
     other = key_pem(ec.generate_private_key(ec.SECP256R1()))
     put_pair(rig, "shop", leaf_chain(["shop.example.org"]), other)
     assert rig.snapshot().certificates == ()
-    assert rig.scheduled == [about(60.0)]  # looked at again in a minute
+    assert rig.scheduled == []
     assert rig.snapshot(START + 61).certificates == ()
     (invalid,) = rig.events("certificate_file_invalid")
     assert (invalid["file"], invalid["key_file"]) == ("shop.crt", "shop.key")
@@ -297,6 +321,42 @@ def test_a_certificate_is_dropped_when_it_expires(rig: Rig) -> None:
     assert "expired" in invalid["reason"]
 
 
+def test_a_pair_replaced_one_file_at_a_time_keeps_the_old_certificate(rig: Rig) -> None:
+    """A new .crt beside the old .key mismatches: the old certificate stays in use (no ACME
+    order, no fallback) until the new .key arrives, then the new one is used."""
+    put_pair(rig, "shop", leaf_chain(["shop.example.org"]))
+    (old,) = rig.snapshot().certificates
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    names = ["shop.example.org", "www.shop.example.org"]
+    new_chain = _pem(issue(new_key.public_key(), "new", BY_INTERMEDIATE, names=names))
+    put(rig.certs / "shop.crt", new_chain, START + 1)
+    assert rig.snapshot(START + 2).certificates == (old,)
+    (invalid,) = rig.events("certificate_file_invalid")
+    assert invalid["action"] == "kept the pair read before"
+    put(rig.certs / "shop.key", key_pem(new_key), START + 3)
+    (new,) = rig.snapshot(START + 4).certificates
+    assert new.names == ("shop.example.org", "www.shop.example.org")
+
+
+def test_a_not_yet_valid_pair_is_looked_at_again_when_it_becomes_valid(rig: Rig) -> None:
+    """A certificate valid from later is not used, and a pass is scheduled for that moment."""
+    start = NOW + timedelta(hours=2)
+    put_pair(rig, "shop", leaf_chain(["shop.example.org"], not_before=start))
+    assert rig.snapshot().certificates == ()
+    assert rig.scheduled == [about(7200)]
+    assert len(rig.snapshot(start.timestamp()).certificates) == 1
+
+
+def test_a_file_that_changes_while_read_is_not_used(rig: Rig) -> None:
+    """A route file whose stat differs from the listing when opened waits and is read later."""
+    path = put(rig.routes / "web.yaml", ROUTES.format(host="a.test"), START - 10)
+    listed = _stat_key(path.stat())
+    put(path, ROUTES.format(host="b.test"), START - 5)
+    with pytest.raises(_UnsettledError):
+        _read(path, listed)
+    assert hosts(rig.snapshot()) == {"web.yaml": ("b.test",)}
+
+
 def test_a_removed_pair_is_dropped_and_logged(rig: Rig) -> None:
     """Deleting a pair in use drops it and logs certificate_file_removed."""
     put_pair(rig, "shop", leaf_chain(["shop.example.org"]))
@@ -322,12 +382,19 @@ def test_an_unsettled_replacement_pair_keeps_the_certificate_in_use(rig: Rig) ->
 
 
 def test_templates_are_yours_over_the_shipped_ones(rig: Rig) -> None:
-    """Your directory's texts are ``own`` (with their paths), the package's are ``shipped``."""
+    """Your directory's files are ``own`` (with their paths, subdirectories included, as
+    any file there may be included), the package's are ``shipped``."""
     put(rig.templates / "nginx.conf.j2", "own main\n", START - 10)
-    put(rig.templates / "notes.txt", "not a template\n", START - 10)
+    (rig.templates / "snippets").mkdir()
+    put(rig.templates / "snippets" / "extra.conf", "# extra\n", START - 10)
+    (rig.templates / ".git").mkdir()
+    put(rig.templates / ".git" / "HEAD", "ref\n", START - 10)
     templates = rig.snapshot().templates
     assert templates is not None
-    assert templates.own == (("nginx.conf.j2", "own main\n", str(rig.templates / "nginx.conf.j2")),)
+    assert templates.own == (
+        ("nginx.conf.j2", "own main\n", str(rig.templates / "nginx.conf.j2")),
+        ("snippets/extra.conf", "# extra\n", str(rig.templates / "snippets" / "extra.conf")),
+    )
     assert templates.shipped == tuple(
         (name, SHIPPED[name], str(rig.shipped / name)) for name in sorted(SHIPPED)
     )
@@ -376,7 +443,7 @@ def test_without_a_templates_directory_only_the_shipped_ones_count(tmp_path: Pat
     settings = Settings(state_dir=tmp_path / "state")
     source = FileSource(settings, shipped, lambda delay: None, clock=Clock(START))
     source.prepare()
-    assert source.directories == (settings.routes_path, settings.certs_path)
+    assert source.directories == ((settings.routes_path, False), (settings.certs_path, False))
     templates = source.snapshot().templates
     assert templates is not None
     assert templates.own == ()
@@ -449,3 +516,20 @@ def test_irrelevant_events_do_not_poke(
 def test_any_visible_name_pokes(pokes: tuple[_Handler, list[None]]) -> None:
     """A visible name pokes even when the pass will skip it: the pass sorts it out."""
     assert poked(pokes, FileModifiedEvent("/w/routes.d/notes.txt"))
+
+
+def test_a_missing_directory_is_reported_and_not_watched(tmp_path: Path) -> None:
+    """Watching a directory that does not exist logs watch_dir_unavailable; the rest run."""
+    present = tmp_path / "routes.d"
+    present.mkdir()
+    watcher = FileWatcher([(present, False), (tmp_path / "missing", True)], lambda: None)
+    with capture_logs() as logs:
+        watcher.start()
+    try:
+        events = [(e["event"], e["directory"]) for e in logs]
+        assert events == [
+            ("watching_directory", str(present)),
+            ("watch_dir_unavailable", str(tmp_path / "missing")),
+        ]
+    finally:
+        watcher.stop()
