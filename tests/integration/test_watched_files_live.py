@@ -30,7 +30,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from docker import DockerClient  # type: ignore[import-untyped, unused-ignore]
 from websockets.sync.client import connect
 
-from tests.integration.acme_support import common_name, wait_https
+from tests.integration.acme_support import ISSUE_TIMEOUT, acme_env, common_name, wait_https
+from tests.integration.pebble import StartPebble
 from tests.integration.support import (
     REPO_ROOT,
     STABLE_SECONDS,
@@ -535,6 +536,40 @@ def test_own_certificate_is_served_with_its_chain_and_removed_again(
     assert back == fallback
     proxy.wait_log("certificate_file_removed", after=mark, pair="own")
     assert proxy.wait_status("own.test", "/", 200).json()["name"] == "own"
+
+
+def test_no_acme_order_for_names_your_certificate_covers(
+    pebble_for: StartPebble, run_proxy: RunProxy, host_server: StartHostServer, tmp_path: Path
+) -> None:
+    """With ACME on, a host your certificate covers is served with it and never ordered,
+    while another host is issued; once the pair is removed, the host is ordered too."""
+    routes, certs = watched_dirs(tmp_path, "routes", "certs")
+    pki = TestPki.make("mine.test")
+    root_file = tmp_path / "test-root.pem"
+    root_file.write_bytes(pem(pki.root))
+    (certs / "mine.key").write_bytes(key_pem(pki.leaf_key))
+    (certs / "mine.crt").write_bytes(pem(pki.leaf, pki.intermediate))
+    http_port, https_port = free_ports(2)
+    pebble = pebble_for(http_port)
+    server = host_server("both")
+    proxy = run_proxy(
+        **acme_env(pebble, http_port, https_port),
+        DOCKYARD_ROUTES_DIR=str(routes),
+        DOCKYARD_CERTS_DIR=str(certs),
+    )
+    (routes / "two.yaml").write_text(
+        f"routes:\n  mine:\n    host: mine.test\n    servers: [{server.url}]\n"
+        f"  theirs:\n    host: theirs.test\n    servers: [{server.url}]\n"
+    )
+    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, host="theirs.test")
+    answer = steady_https(proxy, "mine.test", lambda r: r.response.status == 200, cafile=root_file)
+    assert answer.certificate == pki.leaf
+    assert not events(proxy, "certificate_ordered", host="mine.test")
+
+    mark = len(proxy.logs())
+    (certs / "mine.crt").unlink()
+    (certs / "mine.key").unlink()
+    proxy.wait_log("certificate_issued", timeout=ISSUE_TIMEOUT, after=mark, host="mine.test")
 
 
 def test_broken_template_edits_fall_back_to_the_last_good_templates(
