@@ -14,6 +14,7 @@ when the file has settled.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,14 @@ from watchdog.observers import Observer
 
 from daemon.own_certificates import OwnCertificate, PairError, check_pair
 from daemon.rendering import TemplateSet
-from daemon.route_files import FILE_NAME_RE, FileError, RouteFile, is_candidate, parse_routes_file
+from daemon.route_files import (
+    FILE_NAME_RE,
+    MAX_FILE_BYTES,
+    FileError,
+    RouteFile,
+    is_candidate,
+    parse_routes_file,
+)
 from daemon.settings import Settings
 
 log = structlog.get_logger("daemon.watched")
@@ -100,6 +108,9 @@ def _read(path: Path, stat: _Stat) -> bytes:
     A write that starts between the listing and the read (or during it) would otherwise
     be read half done under the old, settled ``stat``.
     """
+    if stat[1] > MAX_FILE_BYTES:
+        # route files, certificates and templates are small: do not read a stray huge file
+        raise OSError(errno.EFBIG, "larger than 1 MiB")
     with path.open("rb") as handle:
         if _stat_key(os.fstat(handle.fileno())) != stat:
             raise _UnsettledError

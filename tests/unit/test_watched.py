@@ -533,3 +533,11 @@ def test_a_missing_directory_is_reported_and_not_watched(tmp_path: Path) -> None
         ]
     finally:
         watcher.stop()
+
+
+def test_a_huge_route_file_is_refused_unread(rig: Rig) -> None:
+    """A route file over 1 MiB becomes an error without being read into memory."""
+    put(rig.routes / "huge.yaml", b"#" * (1024 * 1024 + 1), START - 10)
+    (file,) = rig.snapshot().routes
+    assert file.error is not None
+    assert "larger than 1 MiB" in file.error.reason
