@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -281,13 +282,27 @@ class Proxy:
         workers accept connections with the old config for about 100 ms more, so the answer
         must hold for STABLE_SECONDS before it counts; the last response is returned.
         """
+        return self.wait_answer(
+            host, lambda r: r.status == status, path, timeout, wanted=f"{status} steadily"
+        )
+
+    def wait_answer(
+        self,
+        host: str,
+        accept: Callable[[Response], bool],
+        path: str = "/",
+        timeout: float = 10.0,
+        *,
+        wanted: str = "as expected",
+    ) -> Response:
+        """Poll every 20 ms until ``accept`` holds for STABLE_SECONDS (see ``wait_status``)."""
         deadline = time.monotonic() + timeout
         last = "no response yet"
         held_since: float | None = None
         while True:
             try:
                 response = self.get(host, path, timeout=2.0)
-                if response.status == status:
+                if accept(response):
                     held_since = held_since or time.monotonic()
                     if time.monotonic() - held_since >= STABLE_SECONDS:
                         return response
@@ -299,7 +314,7 @@ class Proxy:
                 last = repr(exc)
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"http://{host}{path} never answered {status} steadily within {timeout}s "
+                    f"http://{host}{path} never answered {wanted} within {timeout}s "
                     f"(last other answer: {last}); log tail:\n{self.log_tail()}"
                 )
             time.sleep(0.02)

@@ -127,38 +127,6 @@ def served_by(name: str) -> Callable[[Response], bool]:
     return lambda r: r.status == 200 and r.json()["name"] == name
 
 
-def wait_answer(
-    proxy: Proxy,
-    host: str,
-    accept: Callable[[Response], bool],
-    path: str = "/",
-    timeout: float = 10.0,
-) -> Response:
-    """Poll until ``accept`` holds for STABLE_SECONDS (old workers answer ~100 ms more)."""
-    deadline = time.monotonic() + timeout
-    held_since: float | None = None
-    last = "no response yet"
-    while True:
-        try:
-            response = proxy.get(host, path, timeout=2.0)
-            if accept(response):
-                held_since = held_since or time.monotonic()
-                if time.monotonic() - held_since >= STABLE_SECONDS:
-                    return response
-            else:
-                held_since = None
-                last = f"{response.status} {response.body[:200]!r}"
-        except (OSError, http.client.HTTPException) as err:
-            held_since = None
-            last = repr(err)
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"http://{host}{path} never answered as expected within {timeout}s "
-                f"(last other answer: {last}); log tail:\n{proxy.log_tail()}"
-            )
-        time.sleep(0.02)
-
-
 def steady_https(
     proxy: Proxy,
     host: str,
@@ -376,7 +344,7 @@ def test_route_file_goes_live_follows_edits_and_goes_when_deleted(
     path.write_text(
         route_yaml("static", "static.test", second.url, extra="    headers:\n      X-Test: v2\n")
     )
-    response = wait_answer(proxy, "static.test", served_by("second"))
+    response = proxy.wait_answer("static.test", served_by("second"))
     assert response.headers["X-Test"] == "v2"
 
     mark = len(proxy.logs())
@@ -403,7 +371,7 @@ def test_bad_route_files_are_reported_and_the_good_ones_serve(
         f'    servers: ["{good_server.url}"]\n'
         "    websockt: true\n"
     )
-    wait_answer(proxy, "good.test", served_by("good"))
+    proxy.wait_answer("good.test", served_by("good"))
     invalid = proxy.wait_log("routes_file_invalid", file="bad.yaml")
     assert str(invalid["line"]) == "5"
     assert "routes.bad.websockt" in invalid["reason"]
@@ -420,7 +388,7 @@ def test_bad_route_files_are_reported_and_the_good_ones_serve(
     # the pass went on without it: a file added later is served, the others still are
     later_server = host_server("later")
     (routes / "later.yml").write_text(route_yaml("later", "later.test", later_server.url))
-    wait_answer(proxy, "later.test", served_by("later"))
+    proxy.wait_answer("later.test", served_by("later"))
     assert served_by("good")(proxy.get("good.test"))
     assert proxy.get("nas.test").status == 404
     assert proxy.get("bad.test").status == 404
@@ -449,13 +417,13 @@ def test_files_saved_in_chunks_or_by_rename_are_read_once_settled(
                 time.sleep(0.05)
             file.write(chunk)
             file.flush()
-    wait_answer(proxy, "chunked.test", served_by("first"))
+    proxy.wait_answer("chunked.test", served_by("first"))
 
     renamed = routes / "renamed.yaml"
     write_atomically(renamed, route_yaml("renamed", "renamed.test", first.url))
-    wait_answer(proxy, "renamed.test", served_by("first"))
+    proxy.wait_answer("renamed.test", served_by("first"))
     write_atomically(renamed, route_yaml("renamed", "renamed.test", second.url))
-    wait_answer(proxy, "renamed.test", served_by("second"))
+    proxy.wait_answer("renamed.test", served_by("second"))
 
     assert events(proxy, "routes_file_invalid") == []
     assert len(events(proxy, "routes_file_read", file="chunked.yaml")) == 1
@@ -474,16 +442,16 @@ def test_route_file_wins_a_host_a_labelled_container_also_claims(
     server = host_server("from-file")
     proxy = run_proxy(DOCKYARD_ROUTES_DIR=str(routes))
     container = start_backend({"host": "same.test"})
-    wait_answer(proxy, "same.test", served_by(container.name))
+    proxy.wait_answer("same.test", served_by(container.name))
 
     (routes / "same.yaml").write_text(route_yaml("same", "same.test", server.url))
-    wait_answer(proxy, "same.test", served_by("from-file"))
+    proxy.wait_answer("same.test", served_by("from-file"))
     conflict = proxy.wait_log("route_conflict", container=container.name, host="same.test")
     assert "same.yaml" in conflict["reason"]
     assert "route files win over labels" in conflict["reason"]
 
     (routes / "same.yaml").unlink()
-    wait_answer(proxy, "same.test", served_by(container.name))
+    proxy.wait_answer("same.test", served_by(container.name))
 
 
 def test_own_certificate_is_served_with_its_chain_and_removed_again(
@@ -522,7 +490,7 @@ def test_own_certificate_is_served_with_its_chain_and_removed_again(
     wrong = proxy.wait_log("certificate_file_invalid", file="wrong.crt")
     assert wrong["key_file"] == "wrong.key"
     assert "does not match" in wrong["reason"]
-    wait_answer(proxy, "marker.test", served_by("marker"))
+    proxy.wait_answer("marker.test", served_by("marker"))
     assert served_chain(proxy.https_port, "own.test") == [pki.leaf, pki.intermediate]
     assert not events(proxy, "certificate_file_loaded", file="wrong.crt")
     assert "PRIVATE KEY" not in proxy.log_text()
@@ -586,7 +554,7 @@ def test_broken_template_edits_fall_back_to_the_last_good_templates(
     server = host_server("tpl")
     proxy = run_proxy(DOCKYARD_ROUTES_DIR=str(routes), DOCKYARD_TEMPLATES=str(templates))
     (routes / "tpl.yaml").write_text(route_yaml("tpl", "tpl.test", server.url))
-    wait_answer(proxy, "tpl.test", served_by("tpl"))
+    proxy.wait_answer("tpl.test", served_by("tpl"))
     live = proxy.state_dir / "nginx" / "nginx.conf"
 
     # an unknown nginx directive: nginx -t refuses, the template line is named
@@ -605,7 +573,7 @@ def test_broken_template_edits_fall_back_to_the_last_good_templates(
 
     # while the file is broken, a new container still gets its route
     container = start_backend({"host": "during.test"})
-    wait_answer(proxy, "during.test", served_by(container.name))
+    proxy.wait_answer("during.test", served_by(container.name))
     assert "proxy_passs" not in live.read_text()
     assert len(events(proxy, "template_invalid", after=mark)) == 1
 
@@ -629,8 +597,8 @@ def test_broken_template_edits_fall_back_to_the_last_good_templates(
     assert applied["changed"] == ["location_body.j2"]
     assert "# edited by the watched-files test" in live.read_text()
     assert events(proxy, "template_invalid", after=mark) == []
-    wait_answer(proxy, "tpl.test", served_by("tpl"))
-    wait_answer(proxy, "during.test", served_by(container.name))
+    proxy.wait_answer("tpl.test", served_by("tpl"))
+    proxy.wait_answer("during.test", served_by(container.name))
 
 
 def test_host_network_backend_is_reached_by_labels_and_by_a_route_file(
@@ -683,7 +651,7 @@ def test_route_file_nginx_rejected_is_tried_again_when_touched(
     # a file written after the touch settles no sooner: once it serves, the touch was seen
     marker = host_server("marker")
     (routes / "marker.yaml").write_text(route_yaml("marker", "marker.test", marker.url))
-    wait_answer(proxy, "marker.test", served_by("marker"))
+    proxy.wait_answer("marker.test", served_by("marker"))
     after_touch = proxy.get("secure.test").status
 
     # the cause is gone: the same route with different bytes is served (502: the server
