@@ -1,6 +1,7 @@
 """CLI: the ``dockyard`` command (and ``python -m daemon``), the entry point of the flow.
 
-``dockyard run`` runs the daemon; ``dockyard render`` prints the config it would write
+``dockyard run`` runs the daemon; ``dockyard health`` says whether the running one is
+healthy (the image's HEALTHCHECK); ``dockyard render`` prints the config it would write
 for the containers running now and the route files; ``dockyard import-traefik`` moves a Traefik v1
 ``acme.json`` into the certificate store (exit code 1 when it refuses, nothing written);
 ``dockyard check`` reads compose files and route files, never Docker, and prints the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", help="run the daemon in the foreground (supervises nginx)")
     commands.add_parser("render", help="print the nginx config for the containers running now")
+    commands.add_parser(
+        "health",
+        help="exit 0 when the running daemon is healthy (nginx answers, the Docker engine "
+        "answered within the last minute), else 1: for the image's HEALTHCHECK",
+    )
     importing = commands.add_parser(
         "import-traefik",
         help="import certificates and the ACME account of a Traefik v1 acme.json into the "
@@ -121,6 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             allowed=err.allowed,
         )
         return 2
+    return _command(args, settings)
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen command with valid settings."""
+    if args.command == "health":
+        return health(settings)
     if args.command == "render":
         configure_logging(settings.log_format, stream=sys.stderr)
         return render(settings)
@@ -128,24 +142,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_format)
         return import_traefik(settings, args.source)
     if args.command == "check":
-        from daemon import compose_check  # noqa: PLC0415 - loads yaml: only here
-
-        if not args.files and not args.routes:
-            sys.stderr.write(
-                "dockyard check: nothing to check: give compose files, --routes PATH, or both\n"
-            )
-            return 2
-        return compose_check.run_check(
-            args.files,
-            os.environ,
-            settings,
-            routes=args.routes,
-            output=args.format,
-            project_name=args.project_name,
-        )
+        return check(args, settings)
     from daemon.running import run  # noqa: PLC0415 - keeps `render` and `--version` light
 
     return run(settings)
+
+
+def check(args: argparse.Namespace, settings: Settings) -> int:
+    """``dockyard check``: compose files and route files, without Docker."""
+    from daemon import compose_check  # noqa: PLC0415 - loads yaml: only here
+
+    if not args.files and not args.routes:
+        sys.stderr.write(
+            "dockyard check: nothing to check: give compose files, --routes PATH, or both\n"
+        )
+        return 2
+    return compose_check.run_check(
+        args.files,
+        os.environ,
+        settings,
+        routes=args.routes,
+        output=args.format,
+        project_name=args.project_name,
+    )
+
+
+def health(settings: Settings) -> int:
+    """One line on stdout, ``healthy`` or ``unhealthy: <reason>``; exit code 0 or 1."""
+    from daemon.health import read_record, verdict  # noqa: PLC0415 - keeps the others light
+    from daemon.nginx import query_generation  # noqa: PLC0415
+
+    record = read_record(settings.state_dir)
+    answers = record is not None and (
+        query_generation(Path(record.control_socket), timeout=2.0) is not None
+    )
+    reason = verdict(record, time.time(), nginx_answers=answers)
+    sys.stdout.write("healthy\n" if reason is None else f"unhealthy: {reason}\n")
+    return 0 if reason is None else 1
 
 
 def render(settings: Settings) -> int:

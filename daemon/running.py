@@ -28,6 +28,7 @@ import structlog
 from daemon import __version__
 from daemon.certificates import CertificateKeeper
 from daemon.errors import ConfigRejectedError, EngineUnavailableError, NginxError
+from daemon.health import HealthFile
 from daemon.nginx import NginxProcess, become_subreaper
 from daemon.reconcile import Reconciler
 from daemon.rendering import Paths, RenderFacts, TemplateSet, environment_for, render_config
@@ -112,7 +113,7 @@ def run(settings: Settings) -> int:
     facts = detect_facts(settings)
     _log_start(settings, facts)
     become_subreaper()
-    # passes render from the file source's template set; this one is for an empty config
+    # passes render from the file source's template sets; this one is for callers without
     env = environment_for(TemplateSet(read_shipped_templates(builtin_templates())))
     nginx = NginxProcess(settings, facts.paths)
     nginx.prepare()
@@ -141,6 +142,22 @@ def run(settings: Settings) -> int:
     )
     watcher.start()
     trigger.schedule(0.0)  # the first pass runs at once; the watcher's resync poke joins it
+    _loop(settings, facts, stop, trigger, nginx, reconciler, files)
+    _shut_down(settings, certificates, nginx, watcher_of_files)
+    return 0
+
+
+def _loop(  # noqa: PLR0917 - the parts run() wired together
+    settings: Settings,
+    facts: RenderFacts,
+    stop: threading.Event,
+    trigger: Trigger,
+    nginx: NginxProcess,
+    reconciler: Reconciler,
+    files: FileSource,
+) -> None:
+    """Wait for the trigger, supervise nginx, run passes; until ``stop``."""
+    health = HealthFile(settings.state_dir, facts.paths.control_socket)
     retry = 0.25
     while not stop.is_set():
         restart_in = nginx.restart_due_in()
@@ -148,14 +165,17 @@ def run(settings: Settings) -> int:
         if stop.is_set():
             break
         nginx.supervise()
+        health.beat()
         if not due:
             continue
         try:
             if reconciler.reconcile():
                 trigger.applied()
+            health.engine(answered=True)
             retry = 0.25
             continue
         except EngineUnavailableError as err:
+            health.engine(answered=False)
             retry = min(retry * 2, 10.0)
             log.warning("docker_unavailable", error=str(err), retry_in=retry)
         except NginxError as err:
@@ -164,9 +184,6 @@ def run(settings: Settings) -> int:
         trigger.schedule(retry)
         if not nginx.running:
             _serve_without_engine(nginx, settings, facts, files)
-
-    _shut_down(settings, certificates, nginx, watcher_of_files)
-    return 0
 
 
 def _watch_files(settings: Settings, trigger: Trigger) -> tuple[FileSource, FileWatcher]:
