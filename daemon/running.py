@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.resources
 import os
 import shutil
 import signal
@@ -45,11 +44,16 @@ _MAX_SOCKET_PATH = 100
 
 
 def builtin_templates() -> Path:
-    """The templates shipped with the package (``templates/`` in the source tree)."""
-    try:
-        return Path(str(importlib.resources.files("daemon.templates")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "templates"
+    """The templates shipped with the package (``templates/`` in the source tree).
+
+    Installed, they are the directory ``daemon/templates`` (pyproject maps it); from a
+    source tree or an editable install, the repository's ``templates/``. The directory is
+    found on disk, not through importlib.resources: without an ``__init__.py`` it is a
+    namespace package, whose ``files()`` is no path.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "templates"
+    return installed if installed.is_dir() else here.parent / "templates"
 
 
 def detect_facts(settings: Settings) -> RenderFacts:
