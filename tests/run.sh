@@ -11,18 +11,21 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 stage() { printf '\n==> %s\n' "$*"; }
 system_nginx_running() { [[ -s /run/nginx.pid ]] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; }
 
-stage "system packages: dockerd nginx pebble busybox openssl"
+stage "system packages: dockerd nginx pebble busybox openssl debootstrap docker-compose"
 missing=()
-for cmd in dockerd nginx pebble busybox openssl; do
+for cmd in dockerd nginx pebble busybox openssl debootstrap docker-compose; do
     command -v "$cmd" >/dev/null || missing+=("$cmd")
 done
 if ((${#missing[@]})); then
     had_nginx=$(command -v nginx || true)
-    echo "missing: ${missing[*]}; installing docker.io nginx pebble busybox-static openssl"
+    # debootstrap makes the local base image of the image test; docker-compose runs the compose
+    # quickstart tests
+    packages=(docker.io nginx pebble busybox-static openssl debootstrap docker-compose)
+    echo "missing: ${missing[*]}; installing ${packages[*]}"
     apt_log=/tmp/dockyard-apt.log
     if ! { apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            docker.io nginx pebble busybox-static openssl; } >"$apt_log" 2>&1; then
+            "${packages[@]}"; } >"$apt_log" 2>&1; then
         tail -n 40 "$apt_log"
         echo "apt-get failed (full log: $apt_log)" >&2
         exit 1
