@@ -11,16 +11,18 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 stage() { printf '\n==> %s\n' "$*"; }
 system_nginx_running() { [[ -s /run/nginx.pid ]] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; }
 
-stage "system packages: dockerd nginx pebble busybox openssl debootstrap docker-compose"
+stage "system packages: dockerd nginx pebble busybox openssl debootstrap docker-compose wrk caddy haproxy h2load"
 missing=()
-for cmd in dockerd nginx pebble busybox openssl debootstrap docker-compose; do
+for cmd in dockerd nginx pebble busybox openssl debootstrap docker-compose wrk caddy haproxy h2load; do
     command -v "$cmd" >/dev/null || missing+=("$cmd")
 done
 if ((${#missing[@]})); then
     had_nginx=$(command -v nginx || true)
     # debootstrap makes the local base image of the image test; docker-compose runs the compose
-    # quickstart tests
-    packages=(docker.io nginx pebble busybox-static openssl debootstrap docker-compose)
+    # quickstart tests; wrk, caddy, haproxy and h2load (nghttp2-client) are what the bench/
+    # scripts measure with and against (their smoke runs are part of the suite)
+    packages=(docker.io nginx pebble busybox-static openssl debootstrap docker-compose
+        wrk caddy haproxy nghttp2-client)
     echo "missing: ${missing[*]}; installing ${packages[*]}"
     apt_log=/tmp/dockyard-apt.log
     if ! { apt-get update -qq &&
