@@ -103,6 +103,9 @@ class HealthFile:
         now = clock()
         self._record = HealthRecord(os.getpid(), now, "starting", now, str(control_socket))
         self._written = 0.0
+        # at once: a file left in the volume by the previous container must not vouch for
+        # this one
+        self._write(now)
 
     def engine(self, answered: bool) -> None:
         """The engine answered a pass (or not): write at once when that changed."""

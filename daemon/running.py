@@ -183,6 +183,7 @@ def _loop(  # noqa: PLR0917 - the parts run() wired together
             retry = min(retry * 2, 10.0)
             log.warning("docker_unavailable", error=str(err), retry_in=retry)
         except NginxError as err:
+            health.engine(answered=True)  # the snapshot came back: nginx is the trouble
             retry = min(retry * 2, 10.0)
             log.error("nginx_apply_failed", error=str(err), retry_in=retry)
         trigger.schedule(retry)
@@ -203,8 +204,12 @@ def _shut_down(
 ) -> None:
     log.info("dockyard_stopping")
     files.stop()
-    certificates.stop()
+    # nginx's graceful quit takes up to 7 s when connections stay open (WebSockets), and an
+    # ACME order in flight up to 5 s more: wait for both at once, inside docker stop's 10 s
+    keeper = threading.Thread(target=certificates.stop, name="acme-stop", daemon=True)
+    keeper.start()
     nginx.stop()
+    keeper.join(timeout=2.0)
     shutil.rmtree(private_temp_dir(settings.state_dir), ignore_errors=True)
 
 

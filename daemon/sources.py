@@ -310,8 +310,12 @@ class DockerSource:
                 client.close()
                 if not stop.is_set():
                     log.warning("docker_events_lost", reason="event stream ended", retry_in=delay)
+                    # a pass now finds out whether the engine is gone (and says so to the
+                    # health check), and keeps retrying it with the loop's backoff
+                    on_change()
             except _ENGINE_ERRORS as err:
                 log.warning("docker_events_lost", reason=str(err), retry_in=delay)
+                on_change()
             stop.wait(delay)
             delay = min(delay * 2, 5.0)
 

@@ -116,8 +116,27 @@ def test_an_unwritable_state_dir_is_survived(tmp_path: Path) -> None:
     """A health file that cannot be written is logged; the loop goes on."""
     (tmp_path / "a-file").write_text("not a directory")
     blocked = tmp_path / "a-file" / "state"
-    health = HealthFile(blocked, Path("/run/c.sock"))
     with capture_logs() as logs:
+        health = HealthFile(blocked, Path("/run/c.sock"))
         health.engine(answered=True)
     assert read_record(blocked) is None
-    assert [e["event"] for e in logs] == ["health_file_unwritable"]
+    assert [e["event"] for e in logs] == ["health_file_unwritable"] * 2
+
+
+def test_a_new_daemon_replaces_the_last_ones_file_at_once(tmp_path: Path) -> None:
+    """A health file left by the previous run is overwritten as the new daemon starts."""
+    (tmp_path / "health.json").write_text(
+        json.dumps(
+            {"pid": 1, "updated": NOW, "engine": "ok", "engine_since": 0, "control_socket": "/x"}
+        )
+    )
+    clock = Clock()
+    clock.now = NOW + 1
+    HealthFile(tmp_path, Path("/run/c.sock"), clock)
+    found = read_record(tmp_path)
+    assert found is not None
+    assert (found.engine, found.engine_since, found.control_socket) == (
+        "starting",
+        NOW + 1,
+        "/run/c.sock",
+    )

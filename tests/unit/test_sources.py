@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from daemon.routing import Attachment
@@ -162,3 +163,25 @@ def test_unlabelled_containers_are_read_from_their_list_entry() -> None:
     assert info.health == "starting"
     assert not info.ready
     assert info.attachments == (Attachment("stack_default", "172.20.0.5"),)
+
+
+def test_a_lost_event_stream_wakes_a_pass() -> None:
+    """When the engine cannot be reached for events, the loop is poked, so a pass finds out
+    (and the health check hears the engine is gone) instead of idling on a stale state."""
+    stop = threading.Event()
+    pokes: list[None] = []
+
+    def unreachable() -> Any:
+        raise ConnectionError("engine gone")
+
+    def poke() -> None:
+        pokes.append(None)
+        if len(pokes) >= 2:
+            stop.set()
+
+    source = DockerSource(Settings(container_id="me"), client_factory=unreachable)
+    worker = threading.Thread(target=source.watch, args=(poke, stop), daemon=True)
+    worker.start()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert len(pokes) >= 2
