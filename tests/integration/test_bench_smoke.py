@@ -140,3 +140,83 @@ def test_file_to_200_smoke(tmp_path: Path) -> None:
     for step in ("create", "edit", "delete"):
         assert result[step]["n"] == 2
         assert 0 < result[step]["median"] < 10
+
+
+def test_data_plane_smoke(tmp_path: Path) -> None:
+    """data_plane.py --smoke exits 0; every target answered wrk, TLS clients and h2load."""
+    data = _run_smoke("data_plane", tmp_path / "data_plane.json")
+
+    assert data["benchmark"] == "data_plane"
+    assert data["args"]["smoke"] is True
+    assert {"machine", "targets", "http", "handshakes", "http2", "configs"} <= set(data)
+    cases = {(r["target"], r["mode"]) for r in data["http"]}
+    assert cases == {
+        (target, mode)
+        for target in ("direct", "dockyard", "caddy", "haproxy")
+        for mode in ("keep-alive", "new connection")
+    }
+    for row in data["http"]:
+        assert row["requests"] > 0 and row["requests_per_second"] > 0, row["target"]
+        assert row["errors"] == 0, row
+        assert row["p99_ms"] > 0
+    assert set(data["targets"]) >= {"requests_vs_direct", "requests_vs_caddy", "p99_overhead_ms"}
+    handshakes = {(r["server"], r["key_type"], r["kind"]): r for r in data["handshakes"]}
+    assert set(handshakes) == {
+        (server, key_type, kind)
+        for server in ("dockyard", "caddy")
+        for key_type in ("ec256", "rsa4096")
+        for kind in ("full", "resumed")
+    }
+    for row in handshakes.values():
+        assert row["handshakes_per_second"] > 0 and row["errors"] == 0, row
+        assert row["server_cpu_ms_per_handshake"] > 0
+    assert {r["server"] for r in data["http2"]} == {"dockyard", "caddy"}
+    for row in data["http2"]:
+        assert row["h2"] is True
+        assert row["succeeded"] > 0 and row["errors"] == 0, row
+
+
+def test_reload_safety_smoke(tmp_path: Path) -> None:
+    """reload_safety.py --smoke: wrk through churn reloads, WebSockets held through reloads."""
+    data = _run_smoke("reload_safety", tmp_path / "reload_safety.json")
+
+    assert data["benchmark"] == "reload_safety"
+    load = data["load"]
+    assert load["churn_containers"] == 6
+    assert load["reloads"] >= 2
+    assert load["requests"] > 0
+    assert load["stable_status_after"] == [200, 200]
+    for wrk in load["wrk"]:
+        # No error answers and no refused or timed-out requests. Read errors are the known
+        # keep-alive race at a reload (docs/benchmarks.md): at most one per connection each.
+        assert wrk["non_2xx_3xx"] == 0
+        errors = wrk["socket_errors"]
+        assert errors["connect"] == errors["write"] == errors["timeout"] == 0
+        assert errors["read"] <= load["connections_per_route"] * load["reloads"]
+    ws = data["websockets"]
+    assert ws["sockets"] == 20
+    assert ws["reloads"] == 3
+    assert ws["echo_failures_before"] == 0
+    assert ws["echo_failures_after_each_reload"] == [0, 0, 0]
+    assert ws["all_echo_after"] is True
+    assert ws["peak_old_workers"] >= 1
+    assert ws["old_worker_memory_mb"]["private"]["median"] > 0
+    assert ws["samples"]
+    cut = data["cut"]
+    assert cut["closed_by_proxy"] == cut["sockets"] == 20
+    assert set(data["targets"]) == {"failed_requests", "websockets_echo_after_reloads"}
+
+
+def test_footprint_smoke(tmp_path: Path) -> None:
+    """footprint.py --smoke exits 0 and writes idle CPU and memory of the daemon."""
+    data = _run_smoke("footprint", tmp_path / "footprint.json")
+
+    assert data["benchmark"] == "footprint"
+    assert data["args"]["smoke"] is True
+    assert [r["routes"] for r in data["results"]] == [0, 5]
+    for result in data["results"]:
+        assert result["source"] == "containers"
+        assert result["rss_mb"] > 0
+        assert result["cpu_seconds"] >= 0
+        assert 0 <= result["cpu_percent"] < 50
+        assert result["nginx"]["pss_mb"] > 0
