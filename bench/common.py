@@ -416,3 +416,25 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(f"\nresults written to {path}")
+
+
+def start_sleepers(client: Any, image: str, run_id: str, count: int, tag: str = "bg") -> None:
+    """Start ``count`` labelled, routed containers that only sleep (cheap routes), named
+    ``<run_id>-<tag><i>`` with hosts ``<tag><i>.<run_id>.bench.test``."""
+
+    def one(index: int) -> None:
+        container_id = client.api.create_container(
+            image,
+            ["/usr/bin/sleep", "infinity"],
+            name=f"{run_id}-{tag}{index}",
+            labels={f"{run_id}.host": f"{tag}{index}.{run_id}.bench.test", BENCH_LABEL: run_id},
+            ports=[8080],
+            host_config=client.api.create_host_config(
+                binds={"/usr": {"bind": "/usr", "mode": "ro"}}
+            ),
+        )["Id"]
+        client.api.start(container_id)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(one, i) for i in range(count)]:
+            future.result(timeout=120)

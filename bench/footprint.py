@@ -33,12 +33,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from common import (
-    BENCH_LABEL,
     RESULTS_DIR,
     Daemon,
     docker_client,
@@ -51,6 +49,7 @@ from common import (
     remove_labelled,
     rss_mb,
     running_daemon,
+    start_sleepers,
     table,
     wait_until,
     write_json,
@@ -73,27 +72,6 @@ def threads(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     return 0
-
-
-def start_sleepers(client: Any, image: str, run_id: str, count: int) -> None:
-    """Start ``count`` labelled containers that only sleep, one routed host each."""
-
-    def one(index: int) -> None:
-        container_id = client.api.create_container(
-            image,
-            ["/usr/bin/sleep", "infinity"],
-            name=f"{run_id}-fp{index}",
-            labels={f"{run_id}.host": f"fp{index}.{run_id}.bench.test", BENCH_LABEL: run_id},
-            ports=[8080],
-            host_config=client.api.create_host_config(
-                binds={"/usr": {"bind": "/usr", "mode": "ro"}}
-            ),
-        )["Id"]
-        client.api.start(container_id)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(one, i) for i in range(count)]:
-            future.result(timeout=120)
 
 
 def write_route_file(daemon: Daemon, run_id: str, count: int) -> None:
@@ -127,7 +105,7 @@ def measure(
     try:
         if source == "containers" and count:
             print(f"starting {count} sleeping containers ...", file=sys.stderr, flush=True)
-            start_sleepers(client, image, run_id, count)
+            start_sleepers(client, image, run_id, count, tag="fp")
         with running_daemon(run_id) as daemon:
             if source == "route file" and count:
                 write_route_file(daemon, run_id, count)

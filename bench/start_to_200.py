@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    BENCH_LABEL,
     RESULTS_DIR,
     Daemon,
     container_ip,
@@ -61,6 +60,7 @@ from common import (
     probe,
     remove_labelled,
     running_daemon,
+    start_sleepers,
     summary,
     table,
     time_nginx_t,
@@ -151,27 +151,6 @@ def pass_components(daemon: Daemon, repeats: int = 5) -> dict[str, Any]:
         "render_seconds": _median_seconds(render, repeats),
         "nginx_t_seconds": round(statistics.median(nginx_t), 4),
     }
-
-
-def start_sleepers(client: Any, image: str, run_id: str, count: int) -> None:
-    """Start ``count`` labelled, routed containers that only sleep (cheap background routes)."""
-
-    def one(index: int) -> None:
-        container_id = client.api.create_container(
-            image,
-            ["/usr/bin/sleep", "infinity"],
-            name=f"{run_id}-bg{index}",
-            labels={f"{run_id}.host": f"bg{index}.{run_id}.bench.test", BENCH_LABEL: run_id},
-            ports=[8080],
-            host_config=client.api.create_host_config(
-                binds={"/usr": {"bind": "/usr", "mode": "ro"}}
-            ),
-        )["Id"]
-        client.api.start(container_id)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for future in [pool.submit(one, i) for i in range(count)]:
-            future.result(timeout=120)
 
 
 def default_gap() -> float:
