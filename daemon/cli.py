@@ -27,7 +27,7 @@ from acme_store.store import JsonStore
 from daemon import __version__
 from daemon.errors import EngineUnavailableError, SettingsError
 from daemon.logs import configure_logging
-from daemon.rendering import environment_for, make_environment, render_config
+from daemon.rendering import environment_for, render_config
 from daemon.routing import build_routes
 from daemon.settings import Settings, load_settings
 
@@ -197,11 +197,8 @@ def render(settings: Settings) -> int:
     for problem in result.problems:
         subject = {"container": problem.container} if problem.container else {}
         log.warning(problem.event, **subject, **dict(problem.fields))
-    env = (
-        environment_for(files.templates)
-        if files.templates is not None
-        else make_environment(settings.templates, builtin_templates())
-    )
+    assert files.templates is not None  # a FileSource always reads the template set
+    env = environment_for(files.templates)
     sys.stdout.write(render_config(result.table, settings, detect_facts(settings), env))
     return 0
 
