@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TypeAlias
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -70,11 +70,15 @@ class PairError(Exception):
 # What cryptography raises on content it cannot read. Most of it is parsed lazily (key,
 # extensions), so besides the checks that expect a given failure, ``check_pair`` turns any
 # of these into a PairError: a file's content must never surface as another exception.
+# InvalidVersion is a certificate whose version field is out of range; InternalError is what
+# OpenSSL reports for some malformed keys (an Ed25519 key labelled with Ed448's OID).
 _UNREADABLE = (
     ValueError,
     UnsupportedAlgorithm,
+    InternalError,
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
+    x509.InvalidVersion,
 )
 
 

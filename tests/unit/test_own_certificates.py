@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
@@ -225,6 +226,37 @@ IP_ONLY_SAN = leaf_chain(
 UNKNOWN_KEY_LEAF = unreadable_key(LEAF) + _pem(INTERMEDIATE)
 
 
+def armour(label: bytes, der: bytes) -> bytes:
+    """``der`` in a PEM block labelled ``label``."""
+    text = base64.encodebytes(der)
+    return b"-----BEGIN " + label + b"-----\n" + text + b"-----END " + label + b"-----\n"
+
+
+def patched(der: bytes, old: bytes, new: bytes) -> bytes:
+    """``der`` with its first ``old`` replaced by ``new`` (which must be there)."""
+    assert old in der
+    return der.replace(old, new, 1)
+
+
+# Found by fuzzing: a version field of 3 (v4, which does not exist) in the leaf, and an
+# Ed25519 key whose algorithm OID says Ed448 (OpenSSL reports an internal error for it).
+VERSION_4_LEAF = armour(
+    b"CERTIFICATE", patched(DER, b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03")
+) + _pem(INTERMEDIATE)
+ED25519_AS_ED448_KEY = armour(
+    b"PRIVATE KEY",
+    patched(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        b"\x06\x03\x2b\x65\x70",
+        b"\x06\x03\x2b\x65\x71",
+    ),
+)
+
+
 @pytest.mark.parametrize(
     ("name", "chain", "key", "reason"),
     [
@@ -249,6 +281,8 @@ UNKNOWN_KEY_LEAF = unreadable_key(LEAF) + _pem(INTERMEDIATE)
         ("shop", _pem(INTERMEDIATE) + _pem(LEAF), KEY, "matches certificate 2 of shop.crt"),
         ("shop", UNKNOWN_KEY_CA + CHAIN, KEY, "matches certificate 2 of shop.crt"),
         ("shop", UNKNOWN_KEY_LEAF, KEY, "first certificate in shop.crt is malformed or of an"),
+        ("shop", VERSION_4_LEAF, KEY, "holds something dockyard cannot read"),
+        ("shop", CHAIN, ED25519_AS_ED448_KEY, "holds something dockyard cannot read"),
         ("shop", NO_SAN, KEY, "no DNS names in subjectAltName"),
         ("shop", IP_ONLY_SAN, KEY, "no DNS names in subjectAltName"),
         (
@@ -292,6 +326,8 @@ UNKNOWN_KEY_LEAF = unreadable_key(LEAF) + _pem(INTERMEDIATE)
         "leaf-not-first",
         "unreadable-ca-first",
         "unreadable-leaf",
+        "version-4-leaf",
+        "ed25519-key-labelled-ed448",
         "no-san",
         "ip-only-san",
         "expired",
