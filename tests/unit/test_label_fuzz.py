@@ -401,6 +401,8 @@ GRAMMAR: dict[str, dict[str, tuple[int, int]]] = {
                 "map_hash_max_size",
                 "map_hash_bucket_size",
                 "variables_hash_max_size",
+                "proxy_headers_hash_bucket_size",
+                "variables_hash_bucket_size",
                 "proxy_http_version",
                 "set_real_ip_from",
                 "real_ip_header",
@@ -606,6 +608,28 @@ def test_rate_limit_without_burst_passes_nginx_t(workspace: Workspace, burst: st
     labels = {"dockyard.host": "app.test", "dockyard.rate_limit": "10r/s"}
     if burst is not None:
         labels["dockyard.rate_limit.burst"] = burst
+    assert nginx_t(render([labels], workspace, "http"), workspace) == ""
+
+
+LONGEST_NAME = "X" + "a" * 63
+
+
+@needs_nginx
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {f"dockyard.headers.{LONGEST_NAME}": "v"},
+        {f"dockyard.request_headers.{LONGEST_NAME}": "v"},
+        {
+            "dockyard.auth.forward": "http://auth:9091/",
+            "dockyard.auth.forward.response_headers": LONGEST_NAME,
+        },
+    ],
+    ids=["response", "request", "forward-auth"],
+)
+def test_the_longest_header_names_pass_nginx_t(workspace: Workspace, extra: dict[str, str]) -> None:
+    """A 64-character header name, the longest the labels take, fits nginx's header hashes."""
+    labels = {"dockyard.host": "app.test", "dockyard.port": "8080", **extra}
     assert nginx_t(render([labels], workspace, "http"), workspace) == ""
 
 
