@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from cryptography.exceptions import InternalError, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.utils import CryptographyDeprecationWarning
 
 # The name becomes part of file names the edge writes, so no separators, no leading dot,
 # and bounded. \A and \Z rather than ^ and $: ``$`` also matches before a trailing
@@ -207,10 +209,21 @@ def _load_chain(name: str, chain: bytes) -> list[x509.Certificate]:
         raise PairError(f"{name}.crt is not a PEM text file (DER is not supported)") from None
     if not _CERTIFICATE_BLOCK.search(chain):
         raise PairError(f"{name}.crt holds no certificate (no BEGIN CERTIFICATE block)")
-    try:
-        return x509.load_pem_x509_certificates(chain)
-    except ValueError:
-        raise PairError(f"{name}.crt is not a readable PEM certificate chain") from None
+    # cryptography warns about what it still reads but will refuse in a later release (a
+    # serial number that is not positive, for one). Refusing it now keeps the verdict the
+    # same across upgrades, and a warning would reach stderr as unstructured text.
+    # ``record`` swaps the warning printer, not the filters, so a warning another thread
+    # raises meanwhile is at worst not printed; it never becomes an exception there.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CryptographyDeprecationWarning)
+        try:
+            certificates = x509.load_pem_x509_certificates(chain)
+        except ValueError:
+            raise PairError(f"{name}.crt is not a readable PEM certificate chain") from None
+    for warning in caught:
+        if issubclass(warning.category, CryptographyDeprecationWarning):
+            raise PairError(f"{name}.crt will not be readable by later versions: {warning.message}")
+    return certificates
 
 
 def _load_key(name: str, key: bytes) -> _OwnKey:

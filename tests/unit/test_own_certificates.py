@@ -238,10 +238,15 @@ def patched(der: bytes, old: bytes, new: bytes) -> bytes:
     return der.replace(old, new, 1)
 
 
-# Found by fuzzing: a version field of 3 (v4, which does not exist) in the leaf, and an
-# Ed25519 key whose algorithm OID says Ed448 (OpenSSL reports an internal error for it).
+# Found by fuzzing: a version field of 3 (v4, which does not exist) in the leaf, a negative
+# serial number, and an Ed25519 key whose algorithm OID says Ed448 (OpenSSL reports an
+# internal error for it).
 VERSION_4_LEAF = armour(
     b"CERTIFICATE", patched(DER, b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x03")
+) + _pem(INTERMEDIATE)
+_SERIAL_AT = DER.index(b"\xa0\x03\x02\x01\x02\x02") + 7  # after version, INTEGER tag, length
+NEGATIVE_SERIAL_LEAF = armour(
+    b"CERTIFICATE", DER[:_SERIAL_AT] + bytes([DER[_SERIAL_AT] | 0x80]) + DER[_SERIAL_AT + 1 :]
 ) + _pem(INTERMEDIATE)
 ED25519_AS_ED448_KEY = armour(
     b"PRIVATE KEY",
@@ -282,6 +287,7 @@ ED25519_AS_ED448_KEY = armour(
         ("shop", UNKNOWN_KEY_CA + CHAIN, KEY, "matches certificate 2 of shop.crt"),
         ("shop", UNKNOWN_KEY_LEAF, KEY, "first certificate in shop.crt is malformed or of an"),
         ("shop", VERSION_4_LEAF, KEY, "holds something dockyard cannot read"),
+        ("shop", NEGATIVE_SERIAL_LEAF, KEY, "not be readable by later versions: .*serial number"),
         ("shop", CHAIN, ED25519_AS_ED448_KEY, "holds something dockyard cannot read"),
         ("shop", NO_SAN, KEY, "no DNS names in subjectAltName"),
         ("shop", IP_ONLY_SAN, KEY, "no DNS names in subjectAltName"),
@@ -327,6 +333,7 @@ ED25519_AS_ED448_KEY = armour(
         "unreadable-ca-first",
         "unreadable-leaf",
         "version-4-leaf",
+        "negative-serial",
         "ed25519-key-labelled-ed448",
         "no-san",
         "ip-only-san",
