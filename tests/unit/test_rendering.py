@@ -16,6 +16,7 @@ from daemon.rendering import (
     make_environment,
     plan_layout,
     render_config,
+    upstream_keepalive,
 )
 from daemon.routing import Backend, Route, RoutingTable
 from daemon.running import builtin_templates
@@ -107,7 +108,16 @@ def test_replica_upstream_lists_every_backend() -> None:
     block += text[text.index("server 172.17.0.2:8080;") :].split("}", 1)[0]
     assert "server 172.17.0.2:8080;" in block
     assert "server 172.17.0.3:8080;" in block
-    assert "keepalive 16;" in block
+    assert "keepalive 256;" in block
+
+
+@pytest.mark.parametrize(
+    ("upstreams", "keepalive"),
+    [(0, 256), (1, 256), (256, 256), (257, 255), (1000, 65), (4096, 16), (10_000, 16)],
+)
+def test_keepalive_pool_shrinks_as_upstreams_grow(upstreams: int, keepalive: int) -> None:
+    """256 idle backend connections per upstream, fewer past 256 upstreams, never under 16."""
+    assert upstream_keepalive(upstreams) == keepalive
 
 
 def test_upstream_names_are_stable_and_differ_early_and_in_length() -> None:
