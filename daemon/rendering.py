@@ -242,12 +242,15 @@ def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
 # flight at once, every extra backend connection is closed after its response and a new one
 # opened for the next request; each close leaves a TIME_WAIT socket, and at a few thousand
 # requests a second the ports towards one backend run out within seconds (measured: 64
-# keep-alive clients through ``keepalive 16`` fell from 29k to under 1k requests/s). Each
-# slot costs nginx about 150 bytes per upstream at config load, so the pool shrinks as
-# upstreams grow: 65,536 slots in all (~10 MB), at most 256 and at least 16 per upstream
-# (16 at 4,096 upstreams and more, which keeps a 10,000-route config inside nginx's pools).
+# keep-alive clients through ``keepalive 16`` fell from 29k to under 1k requests/s; HTTP/2
+# multiplies it, 64 connections x 10 streams are 640 requests in flight). A backend sees
+# no more connections than it would anyway: the pool only keeps the ones peak load opened,
+# for ``keepalive_timeout``. Each slot costs nginx about 150 bytes per upstream at config
+# load, so the pool shrinks as upstreams grow: 65,536 slots in all (~10 MB), at most 1,024
+# and at least 16 per upstream (16 from 4,096 upstreams on, which keeps a 10,000-route
+# config inside nginx's pools).
 KEEPALIVE_SLOTS = 65_536
-KEEPALIVE_MAX = 256
+KEEPALIVE_MAX = 1024
 KEEPALIVE_MIN = 16
 
 

@@ -108,15 +108,15 @@ def test_replica_upstream_lists_every_backend() -> None:
     block += text[text.index("server 172.17.0.2:8080;") :].split("}", 1)[0]
     assert "server 172.17.0.2:8080;" in block
     assert "server 172.17.0.3:8080;" in block
-    assert "keepalive 256;" in block
+    assert "keepalive 1024;" in block
 
 
 @pytest.mark.parametrize(
     ("upstreams", "keepalive"),
-    [(0, 256), (1, 256), (256, 256), (257, 255), (1000, 65), (4096, 16), (10_000, 16)],
+    [(0, 1024), (1, 1024), (64, 1024), (65, 1008), (1000, 65), (4096, 16), (10_000, 16)],
 )
 def test_keepalive_pool_shrinks_as_upstreams_grow(upstreams: int, keepalive: int) -> None:
-    """256 idle backend connections per upstream, fewer past 256 upstreams, never under 16."""
+    """1,024 idle backend connections per upstream, fewer past 64 upstreams, never under 16."""
     assert upstream_keepalive(upstreams) == keepalive
 
 
