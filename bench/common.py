@@ -238,6 +238,11 @@ def docker_events(client: Any, run_id: str) -> Iterator[list[dict[str, Any]]]:
         thread.join(timeout=2)
 
 
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """The command that runs ``script`` (in bench/) again with the same arguments."""
+    return f"python bench/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
     """Poll ``check`` until true or ``timeout`` seconds passed; return its last result."""
     deadline = time.monotonic() + timeout

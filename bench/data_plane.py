@@ -18,11 +18,23 @@ None of the three proxies logs requests (dockyard's default access log is switch
 this, as Caddy and HAProxy log none by default). All three keep idle connections to the
 backend.
 
-CPU placement (2-core machine; ``--no-pin`` turns it off): the servers, meaning the backend
-container (``cpuset``), the proxy and its workers (``taskset``/``sched_setaffinity``), share
-CPU 0; the load generators (wrk, h2load, the TLS client) run on CPU 1. So each proxy and the
-backend compete for one core exactly as a proxy in front of a busy backend would, and the
-client never steals from them.
+CPU placement (2-core machine; ``--no-pin`` turns it off), ``--placement``:
+
+* ``shared`` (default): the backend container (``cpuset``) and the proxy with its workers
+  (``taskset``) share CPU 0; the load generators (wrk, h2load, the TLS client) run on CPU 1.
+  Each proxy and the backend compete for one core, as a proxy in front of a busy backend on
+  the same host would, and the client never steals from them.
+* ``proxy-alone``: the proxy has CPU 0 to itself; the backend shares CPU 1 with the client.
+  ``direct`` is then the client and the backend on one core, and a proxy reaches 1.0x
+  direct when it is never the bottleneck.
+
+Before every wrk case the script waits (up to 70 s) until fewer than 2,000 of this host's
+TCP sockets towards the backend are in TIME_WAIT, so one case's closed backend connections
+do not slow the next one's ``connect()`` (they share the ports towards the backend with
+``direct``, whose new-connection case fell to a few hundred requests/s after such a case); it
+records the count it started at, the TCP connections opened during the case (``ActiveOpens``
+in /proc/net/snmp: the client's plus the proxy's to the backend) and the CPU time the proxy
+and the backend spent per request.
 
 HTTP/1.1 cases, with ``wrk -t1 -c C -d D --latency`` and ``Host: dp.bench.test``:
 ``keep-alive`` and ``new connection`` (``Connection: close`` on every request, so every
@@ -44,7 +56,7 @@ through ``DOCKYARD_CERTS_DIR``, Caddy through ``tls <cert> <key>``.
   The server's CPU time (nginx workers, or the caddy process) per handshake is reported too:
   the client is Python and on one core, so for cheap handshakes it is the limit, and "server
   CPU per handshake" is the figure that carries over.
-* HTTP/2: ``h2load -t1 -c 64 -m 10 -n 64000`` to ``https://ec256.bench.test/`` (requests/s,
+* HTTP/2: ``h2load -t1 -c 64 -m 10 -n 64000 -N10s`` to ``https://ec256.bench.test/`` (requests/s,
   ECDSA certificate): 1000 requests per connection, because nginx ends an HTTP/2 connection
   after ``keepalive_requests`` (1000, nginx's default, kept by dockyard) and h2load does not
   reconnect.
@@ -76,6 +88,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +97,7 @@ from common import (
     BENCH_LABEL,
     RESULTS_DIR,
     children_of,
+    command_line,
     container_ip,
     docker_client,
     ensure_image,
@@ -107,8 +121,39 @@ BODY = "dockyard data-plane benchmark: a 64-byte static body from nginx\n"
 assert len(BODY) == 64
 TARGETS = ("direct", "dockyard", "caddy", "haproxy")
 MODES: dict[str, list[str]] = {"keep-alive": [], "new connection": ["-H", "Connection: close"]}
-SERVER_CPUS = {0}
-CLIENT_CPUS = {1}
+TIME_WAIT_CALM = 2000
+TIME_WAIT_WAIT_SECONDS = 70.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the backend, the proxy and the load generators run on (empty: anywhere)."""
+
+    name: str
+    backend: frozenset[int] = frozenset()
+    proxy: frozenset[int] = frozenset()
+    client: frozenset[int] = frozenset()
+
+    @staticmethod
+    def cpus(cpus: frozenset[int]) -> str:
+        """``cpus`` as taskset and cpuset want them."""
+        return ",".join(map(str, sorted(cpus)))
+
+    def describe(self) -> str:
+        """One line for the plots' notes."""
+        if not self.client:
+            return "no pinning"
+        return (
+            f"backend on CPU {self.cpus(self.backend)}, proxy on CPU {self.cpus(self.proxy)}, "
+            f"client on CPU {self.cpus(self.client)}"
+        )
+
+
+PLACEMENTS = {
+    "shared": Placement("shared", frozenset({0}), frozenset({0}), frozenset({1})),
+    "proxy-alone": Placement("proxy-alone", frozenset({1}), frozenset({0}), frozenset({1})),
+}
+NO_PINNING = Placement("none")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_RATIO = 0.9
 H2_REQUESTS_PER_CONNECTION = 1000
@@ -147,7 +192,7 @@ http {{
 """
 
 
-def start_backend(client: Any, image: str, run_id: str, workdir: Path, pin: bool) -> str:
+def start_backend(client: Any, image: str, run_id: str, workdir: Path, place: Placement) -> str:
     """Create and start the backend container, routed by dockyard's labels; return its id."""
     conf = workdir / "backend.conf"
     conf.write_text(backend_config())
@@ -157,7 +202,7 @@ def start_backend(client: Any, image: str, run_id: str, workdir: Path, pin: bool
             "/usr": {"bind": "/usr", "mode": "ro"},
             str(conf): {"bind": "/srv/nginx.conf", "mode": "ro"},
         },
-        cpuset_cpus=",".join(map(str, sorted(SERVER_CPUS))) if pin else None,
+        cpuset_cpus=Placement.cpus(place.backend) or None,
     )
     hosts = ",".join([HOST, *(f"{k}.bench.test" for k in KEY_TYPES)])
     created = api.create_container(
@@ -260,7 +305,7 @@ backend backend
 """
 
 
-def pin_to(pids: Sequence[int], cpus: set[int]) -> None:
+def pin_to(pids: Sequence[int], cpus: frozenset[int]) -> None:
     """Set the CPU affinity of these processes (all their threads)."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -309,14 +354,16 @@ def parse_wrk(text: str) -> dict[str, float]:
     return result
 
 
-def client_prefix(pin: bool) -> list[str]:
+def client_prefix(place: Placement) -> list[str]:
     """``taskset`` to the client CPU, when pinning."""
-    return ["taskset", "-c", ",".join(map(str, sorted(CLIENT_CPUS)))] if pin else []
+    return ["taskset", "-c", Placement.cpus(place.client)] if place.client else []
 
 
-def run_wrk(url: str, connections: int, seconds: int, extra: Sequence[str], pin: bool) -> Any:
+def run_wrk(
+    url: str, connections: int, seconds: int, extra: Sequence[str], place: Placement
+) -> Any:
     """One wrk run; its parsed figures."""
-    argv = [*client_prefix(pin), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    argv = [*client_prefix(place), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     argv += ["-H", f"Host: {HOST}", *extra, url]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
@@ -345,14 +392,16 @@ def parse_h2load(text: str) -> dict[str, float]:
     }
 
 
-def run_h2load(port: int, connections: int, streams: int, pin: bool) -> Any:
+def run_h2load(port: int, connections: int, streams: int, place: Placement) -> Any:
     """One h2load run (HTTP/2 over TLS, ECDSA host) against 127.0.0.1:``port``.
 
     ``H2_REQUESTS_PER_CONNECTION`` requests on each connection: nginx closes an HTTP/2
     connection after ``keepalive_requests`` (1000, its default, which dockyard keeps) and
     h2load does not reconnect, so a longer run would measure idle clients.
     """
-    argv = [*client_prefix(pin), "h2load", "-t1", f"-c{connections}", f"-m{streams}"]
+    # -N: a connection idle for 10 s is closed and its requests count as failed, so a
+    # stalled server shows up as errors instead of holding the run until the timeout.
+    argv = [*client_prefix(place), "h2load", "-t1", f"-c{connections}", f"-m{streams}", "-N10s"]
     argv += [f"-n{connections * H2_REQUESTS_PER_CONNECTION}", f"--connect-to=127.0.0.1:{port}"]
     argv.append(f"https://ec256.bench.test:{port}/")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
@@ -410,10 +459,10 @@ def run_tls(
     seconds: int,
     clients: int,
     server: Sequence[int],
-    pin: bool,
+    place: Placement,
 ) -> dict[str, float]:
     """``clients`` client processes of ``pool`` for ``seconds``: handshakes/s, server CPU."""
-    cpus = sorted(CLIENT_CPUS) if pin else []
+    cpus = sorted(place.client)
     jobs = [(port, f"{key_type}.bench.test", float(seconds), resume, cpus)] * clients
     cpu_before = cpu_seconds(server)
     began = time.perf_counter()
@@ -444,10 +493,81 @@ def median(values: Sequence[float], digits: int = 3) -> float:
     return round(statistics.median(values), digits)
 
 
+def time_wait_sockets(address: str) -> int:
+    """This host's TCP sockets in TIME_WAIT towards ``address``.
+
+    Only these matter: they hold local ports towards the backend, which ``connect()`` must
+    skip (loopback ones, towards the proxies, are reused: ``tcp_tw_reuse`` = 2).
+    """
+    done = subprocess.run(
+        ["ss", "-Htan", "state", "time-wait", "dst", address],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.count("\n")
+
+
+def tcp_active_opens() -> int:
+    """TCP connections this host has opened so far (``Tcp: ActiveOpens``)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    tcp = [fields for fields in lines if fields and fields[0] == "Tcp:"]
+    return int(tcp[1][tcp[0].index("ActiveOpens")])
+
+
+def calm_time_wait(address: str) -> int:
+    """Wait until few sockets towards ``address`` are in TIME_WAIT; the count then."""
+    wait_until(lambda: time_wait_sockets(address) < TIME_WAIT_CALM, TIME_WAIT_WAIT_SECONDS, 1.0)
+    return time_wait_sockets(address)
+
+
+def wrk_case(
+    url: str,
+    *,
+    count: int,
+    seconds: int,
+    extra: Sequence[str],
+    place: Placement,
+    proxy: Callable[[], list[int]],
+    backend: Callable[[], list[int]],
+    backend_address: str,
+) -> dict[str, float]:
+    """One wrk run, with what it cost: CPU per request, TCP connections opened."""
+    time_wait = calm_time_wait(backend_address)
+    proxy_pids, backend_pids = proxy(), backend()
+    cpu_proxy, cpu_backend = cpu_seconds(proxy_pids), cpu_seconds(backend_pids)
+    opens = tcp_active_opens()
+    result: dict[str, float] = run_wrk(url, count, seconds, extra, place)
+    requests = max(result["requests"], 1.0)
+    proxy_cpu, backend_cpu = (
+        cpu_seconds(proxy_pids) - cpu_proxy,
+        cpu_seconds(backend_pids) - cpu_backend,
+    )
+    result |= {
+        "time_wait_at_start": float(time_wait),
+        "tcp_opens_per_1k_requests": round(1000 * (tcp_active_opens() - opens) / requests, 2),
+        "proxy_cpu_us_per_request": round(1e6 * proxy_cpu / requests, 2),
+        "backend_cpu_us_per_request": round(1e6 * backend_cpu / requests, 2),
+    }
+    return result
+
+
 def http_cases(
-    urls: dict[str, str], connections: Sequence[int], seconds: int, repeats: int, pin: bool
+    urls: dict[str, str],
+    pids: dict[str, Callable[[], list[int]]],
+    backend: Callable[[], list[int]],
+    *,
+    backend_address: str,
+    connections: Sequence[int],
+    seconds: int,
+    repeats: int,
+    place: Placement,
 ) -> list[dict[str, Any]]:
-    """wrk against every target, mode and connection count; medians over the repeats."""
+    """wrk against every target, mode and connection count; medians over the repeats.
+
+    ``pids`` gives each target's proxy processes (none for ``direct``), ``backend`` the
+    backend's, so their CPU time per request is measured alongside.
+    """
     runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     for repeat in range(repeats):
         for count in connections:
@@ -458,7 +578,16 @@ def http_cases(
                         file=sys.stderr,
                         flush=True,
                     )
-                    result = run_wrk(url, count, seconds, extra, pin)
+                    result = wrk_case(
+                        url,
+                        count=count,
+                        seconds=seconds,
+                        extra=extra,
+                        place=place,
+                        proxy=pids[target],
+                        backend=backend,
+                        backend_address=backend_address,
+                    )
                     runs.setdefault((target, mode, count), []).append(result)
     results: list[dict[str, Any]] = []
     for (target, mode, count), case_runs in runs.items():
@@ -472,6 +601,14 @@ def http_cases(
                 "p99_ms": median([r.get("p99_ms", float("nan")) for r in case_runs]),
                 "errors": sum(r["errors"] for r in case_runs),
                 "requests": sum(r["requests"] for r in case_runs),
+                **{
+                    key: median([r[key] for r in case_runs], 2)
+                    for key in (
+                        "proxy_cpu_us_per_request",
+                        "backend_cpu_us_per_request",
+                        "tcp_opens_per_1k_requests",
+                    )
+                },
                 "runs": case_runs,
             }
         )
@@ -494,7 +631,7 @@ def tls_cases(
     repeats: int,
     clients: int,
     h2: tuple[int, int],
-    pin: bool,
+    place: Placement,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Handshakes (full, resumed; both key types) and h2load for each TLS server."""
     hs_runs: dict[tuple[str, str, str], list[dict[str, float]]] = {}
@@ -521,11 +658,11 @@ def tls_cases(
                         seconds=seconds,
                         clients=clients,
                         server=pids(),
-                        pin=pin,
+                        place=place,
                     )
                     hs_runs.setdefault((name, key_type, kind), []).append(result)
             print(f"repeat {repeat + 1}/{repeats}: {name} h2load", file=sys.stderr, flush=True)
-            h2_runs.setdefault(name, []).append(run_h2load(port, h2_connections, h2_streams, pin))
+            h2_runs.setdefault(name, []).append(run_h2load(port, h2_connections, h2_streams, place))
     pool.close()
     pool.join()
     handshakes = []
@@ -578,7 +715,7 @@ def _serves_certificate(port: int, host: str, cert: Path) -> bool:
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start the backend and the proxies, run every case, stop everything."""
-    pin: bool = args.pin
+    place: Placement = args.place
     client = docker_client()
     image = ensure_image(client)
     run_id = new_run_id()
@@ -590,7 +727,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         certs[cert.name], certs[key.name] = cert, key
     configs: dict[str, str] = {}
     try:
-        backend_id = start_backend(client, image, run_id, workdir, pin)
+        backend_id = start_backend(client, image, run_id, workdir, place)
         ip = container_ip(client, backend_id)
         if ip is None or not wait_until(lambda: get(BACKEND_PORT, address=ip) == 200, 30):
             logs = client.api.logs(backend_id).decode(errors="replace")[-2000:]
@@ -603,8 +740,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         configs["haproxy"] = haproxy_config(backend, haproxy_port)
         (workdir / "Caddyfile").write_text(configs["caddy"])
         (workdir / "haproxy.cfg").write_text(configs["haproxy"])
-        server_cpus = ",".join(map(str, sorted(SERVER_CPUS)))
-        server_prefix = ["taskset", "-c", server_cpus] if pin else []
+        server_prefix = ["taskset", "-c", Placement.cpus(place.proxy)] if place.proxy else []
         caddy_env = dict(os.environ)
         caddy_env |= {
             "GOMAXPROCS": "1",
@@ -657,8 +793,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     raise RuntimeError(msg)
             master = daemon.nginx_pid()
             assert master is not None
-            if pin:
-                pin_to([master, *children_of(master)], SERVER_CPUS)
+            if place.proxy:
+                pin_to([master, *children_of(master)], place.proxy)
+            backend_pid = int(client.api.inspect_container(backend_id)["State"]["Pid"])
             rendered = proxy.state_dir / "nginx" / "nginx.conf"
             configs["dockyard"] = rendered.read_text() if rendered.exists() else ""
             urls = {
@@ -667,19 +804,36 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "caddy": f"http://127.0.0.1:{caddy_http}/",
                 "haproxy": f"http://127.0.0.1:{haproxy_port}/",
             }
-            http = http_cases(urls, args.connections, args.seconds, args.repeats, pin)
-            handshakes, http2 = tls_cases(
+            http = http_cases(
+                urls,
                 {
-                    "dockyard": (proxy.https_port, lambda: children_of(master)),
-                    "caddy": (caddy_https, lambda: [caddy_pid]),
+                    "direct": list,
+                    "dockyard": lambda: children_of(master),
+                    "caddy": lambda: [caddy_pid],
+                    "haproxy": lambda: [haproxy_pid],
                 },
-                seconds=args.tls_seconds,
+                lambda: [backend_pid, *children_of(backend_pid)],
+                backend_address=ip,
+                connections=args.connections,
+                seconds=args.seconds,
                 repeats=args.repeats,
-                clients=args.tls_clients,
-                h2=(args.h2_connections, args.h2_streams),
-                pin=pin,
+                place=place,
             )
-            del haproxy_pid
+            handshakes, http2 = (
+                ([], [])
+                if not args.tls
+                else tls_cases(
+                    {
+                        "dockyard": (proxy.https_port, lambda: children_of(master)),
+                        "caddy": (caddy_https, lambda: [caddy_pid]),
+                    },
+                    seconds=args.tls_seconds,
+                    repeats=args.repeats,
+                    clients=args.tls_clients,
+                    h2=(args.h2_connections, args.h2_streams),
+                    place=place,
+                )
+            )
     finally:
         remove_labelled(client, run_id)
     return {"http": http, "handshakes": handshakes, "http2": http2, "configs": configs}
@@ -739,6 +893,9 @@ def report(result: dict[str, Any], goals: dict[str, Any]) -> None:
                 "p99 ms",
                 "vs direct",
                 "p99 overhead ms",
+                "proxy CPU us/req",
+                "backend CPU us/req",
+                "TCP opens/1k req",
                 "errors",
             ],
             [
@@ -753,6 +910,9 @@ def report(result: dict[str, Any], goals: dict[str, Any]) -> None:
                     r["p99_ms"],
                     _ratio(r["vs_direct"]["p99"]),
                     r["vs_direct"]["p99_overhead_ms"],
+                    r["proxy_cpu_us_per_request"] if r["target"] != "direct" else "-",
+                    r["backend_cpu_us_per_request"],
+                    r["tcp_opens_per_1k_requests"],
                     int(r["errors"]),
                 )
                 for r in sorted(
@@ -833,8 +993,11 @@ def report(result: dict[str, Any], goals: dict[str, Any]) -> None:
     )
 
 
-def draw(result: dict[str, Any], directory: Path, note: str) -> list[str]:
-    """The PNG charts; their paths (none when matplotlib is missing)."""
+def draw(result: dict[str, Any], directory: Path, note: str, suffix: str = "") -> list[str]:
+    """The PNG charts; their paths (none when matplotlib is missing).
+
+    ``suffix`` goes into the HTTP/1.1 charts' names (another placement's run beside them).
+    """
     if not plots.available():
         print(
             "\nmatplotlib is not installed: no PNG plots (pip install matplotlib)",
@@ -847,13 +1010,17 @@ def draw(result: dict[str, Any], directory: Path, note: str) -> list[str]:
     labels = [f"{mode}, {count} conns" for mode, count in groups]
     by = {(r["target"], r["mode"], r["connections"]): r for r in http}
     for name, key, ylabel, title in (
-        ("data_plane_rps.png", "requests_per_second", "requests/s", "HTTP/1.1 requests/s (wrk)"),
-        ("data_plane_p99.png", "p99_ms", "p99 latency, ms", "HTTP/1.1 p99 latency (wrk)"),
+        (f"data_plane_rps{suffix}.png", "requests_per_second", "requests/s", "HTTP/1.1 requests/s"),
+        (f"data_plane_p99{suffix}.png", "p99_ms", "p99 latency, ms", "HTTP/1.1 p99 latency"),
     ):
         path = directory / name
         series = {t: [by[t, m, c][key] for m, c in groups] for t in TARGETS}
         if plots.bar_chart(path, title, labels, series, ylabel, note=note):
             written.append(str(path))
+    if not result["handshakes"]:
+        for item in written:
+            print(f"plot written to {item}")
+        return written
     hs = {(r["server"], r["key_type"], r["kind"]): r for r in result["handshakes"]}
     hs_groups = [(k, kind) for k in KEY_TYPES for kind in ("full", "resumed")]
     for name, key, ylabel, title in (
@@ -938,6 +1105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="no CPU placement (taskset, cpuset)"
     )
+    parser.add_argument(
+        "--placement",
+        choices=sorted(PLACEMENTS),
+        default="shared",
+        help="shared: backend and proxy on CPU 0; proxy-alone: proxy alone on CPU 0, "
+        "backend with the client on CPU 1 (default shared)",
+    )
+    parser.add_argument(
+        "--no-tls", dest="tls", action="store_false", help="HTTP/1.1 cases only (no TLS, no h2)"
+    )
     parser.add_argument("--plots", type=Path, help="directory for PNG charts (e.g. docs/img)")
     parser.add_argument("--smoke", action="store_true", help="1 s runs, 1 repeat (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "data_plane.json")
@@ -945,8 +1122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.seconds, args.repeats, args.connections, args.tls_seconds = 1, 1, [8], 1
         args.tls_clients, args.h2_connections = 1, 4
-    if (os.cpu_count() or 1) < 2 or not {*SERVER_CPUS, *CLIENT_CPUS} <= os.sched_getaffinity(0):
-        args.pin = False
+    args.place = PLACEMENTS[args.placement]
+    used = args.place.backend | args.place.proxy | args.place.client
+    if not args.pin or (os.cpu_count() or 1) < 2 or not used <= os.sched_getaffinity(0):
+        args.place = NO_PINNING
     missing = [tool for tool in ("wrk", "caddy", "haproxy", "h2load") if not shutil.which(tool)]
     if missing or not Path(NGINX).exists():
         parser.error(f"missing: {', '.join(missing) or NGINX}")
@@ -960,12 +1139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     goals = targets(result["http"], args.connections[0])
     report(result, goals)
-    command = "python bench/data_plane.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("data_plane.py", argv)
     note = (
         f"{host['cpu']}, {host['cores']} cores, load {host['load_average']}; "
-        f"{'servers on CPU 0, client on CPU 1' if args.pin else 'no pinning'}; {command}"
+        f"{args.place.describe()}; {command}"
     )
-    written = draw(result, args.plots, note) if args.plots else []
+    suffix = (
+        "" if args.place.name in {"shared", "none"} else "_" + args.place.name.replace("-", "_")
+    )
+    written = draw(result, args.plots, note, suffix) if args.plots else []
     write_json(
         args.out,
         {
@@ -973,12 +1155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "args": {
                 key: (str(value) if isinstance(value, Path) else value)
                 for key, value in vars(args).items()
+                if key != "place"
             },
             "command": command,
             "machine": host | versions(),
             "placement": {
-                "server_cpus": sorted(SERVER_CPUS) if args.pin else None,
-                "client_cpus": sorted(CLIENT_CPUS) if args.pin else None,
+                "name": args.place.name,
+                "backend_cpus": sorted(args.place.backend),
+                "proxy_cpus": sorted(args.place.proxy),
+                "client_cpus": sorted(args.place.client),
                 "workers": 1,
             },
             "started_at": began,

@@ -19,11 +19,12 @@ and its peak (VmHWM, which includes the passes that built the routes). nginx's m
 
 Run from the repository root, as root with dockerd and nginx available:
 
-    .venv/bin/python bench/footprint.py --routes 0 100 1000
+    .venv/bin/python bench/footprint.py --routes 0 100 1000 --plots docs/img
     .venv/bin/python bench/footprint.py --smoke         # 0 and 5 routes, 3 s windows (CI)
 
-Prints a markdown table and writes bench/results/footprint.json (or ``--out``). Every
-container carries ``dockyard-bench=<run id>`` and is removed before the script exits.
+Prints a markdown table and writes bench/results/footprint.json (or ``--out``) and, with
+``--plots DIR``, footprint.png (skipped with a message when matplotlib is not installed).
+Every container carries ``dockyard-bench=<run id>`` and is removed before the script exits.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import plots
 from common import (
     RESULTS_DIR,
     Daemon,
+    command_line,
     docker_client,
     ensure_image,
     exit_on_sigterm,
@@ -179,8 +182,35 @@ def report(results: Sequence[dict[str, Any]]) -> None:
     )
 
 
+def draw(result: dict[str, Any], directory: Path, note: str) -> list[str]:
+    """footprint.png: daemon RSS and nginx Pss per route count; its path (none without
+    matplotlib)."""
+    if not plots.available():
+        print(
+            "\nmatplotlib is not installed: no PNG plots (pip install matplotlib)",
+            file=sys.stderr,
+        )
+        return []
+    results = result["results"]
+    path = directory / "footprint.png"
+    # The route source is in the label: containers and a route file are different inputs.
+    groups = [f"{r['routes']:,} routes\n(from {r['source']})" for r in results]
+    series = {
+        "daemon RSS": [r["rss_mb"] for r in results],
+        "nginx Pss (master + workers)": [
+            r["nginx"]["pss_mb"] if r["nginx"] else None for r in results
+        ],
+    }
+    window = result["args"]["window"]
+    title = f"Memory at idle by number of routes ({window:g} s idle window)"
+    if not plots.bar_chart(path, title, groups, series, "MB", note=note):
+        return []
+    print(f"plot written to {path}")
+    return [str(path)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Measure every size with its own daemon, then report."""
+    """Measure every size with its own daemon, then report and plot."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--routes", type=int, nargs="+", default=[0, 100, 1000])
     parser.add_argument(
@@ -192,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
     parser.add_argument("--window", type=float, default=60.0, help="idle window in seconds")
     parser.add_argument("--smoke", action="store_true", help="tiny run: 0 and 5 routes, 3 s")
+    parser.add_argument("--plots", type=Path, help="directory for the PNG chart (e.g. docs/img)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "footprint.json")
     args = parser.parse_args(argv)
     exit_on_sigterm()
@@ -217,23 +248,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     report(results)
-    write_json(
-        args.out,
-        {
-            "benchmark": "footprint",
-            "args": {
-                "routes": args.routes,
-                "containers_up_to": args.containers_up_to,
-                "settle": args.settle,
-                "window": args.window,
-                "smoke": args.smoke,
-            },
-            "machine": host,
-            "started_at": began,
-            "duration_seconds": round(time.time() - began, 1),
-            "results": results,
+    command = command_line("footprint.py", argv)
+    result: dict[str, Any] = {
+        "benchmark": "footprint",
+        "args": {
+            "routes": args.routes,
+            "containers_up_to": args.containers_up_to,
+            "settle": args.settle,
+            "window": args.window,
+            "smoke": args.smoke,
         },
-    )
+        "command": command,
+        "machine": host,
+        "started_at": began,
+        "duration_seconds": round(time.time() - began, 1),
+        "results": results,
+    }
+    result["plots"] = draw(result, args.plots, plots.note(host, command)) if args.plots else []
+    write_json(args.out, result)
     return 0
 
 

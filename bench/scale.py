@@ -26,10 +26,11 @@ Target at 10,000 routes: render + validate + reload <= 2 s and nginx <= 200 MB.
 
 Run from the repository root (as root, nginx installed):
 
-    .venv/bin/python bench/scale.py --routes 1000 10000
+    .venv/bin/python bench/scale.py --routes 1000 10000 --plots docs/img
     .venv/bin/python bench/scale.py --smoke          # 50 routes (CI)
 
-Prints a markdown table and writes bench/results/scale.json (or ``--out``).
+Prints a markdown table and writes bench/results/scale.json (or ``--out``) and, with
+``--plots DIR``, scale_pipeline.png (skipped with a message when matplotlib is not installed).
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import plots
 import structlog
 from common import (
     RESULTS_DIR,
     children_of,
+    command_line,
     exit_on_sigterm,
     free_ports,
     machine,
@@ -518,11 +521,74 @@ def _t_cell(measured: dict[str, float]) -> str:
     return f"{measured['seconds']} s / {measured['peak_rss_mb']} MB"
 
 
+def draw(result: dict[str, Any], directory: Path, note: str) -> list[str]:
+    """scale_pipeline.png: per route count, dockyard's render + validate + reload next to
+    nginx's reload alone, against the 2 s target; its path (none without matplotlib)."""
+    if not plots.available():
+        print(
+            "\nmatplotlib is not installed: no PNG plots (pip install matplotlib)",
+            file=sys.stderr,
+        )
+        return []
+    reload_label = "nginx reload: SIGHUP until a new worker answers"
+    bars: list[tuple[str, list[plots.Segment]]] = []
+    for r in result["results"]:
+        if bars:
+            bars.append(("", []))  # a gap between route counts
+        routes = f"{r['routes']:,} routes"
+        bars.append(
+            (
+                f"{routes}: dockyard\nrender + validate + reload",
+                [
+                    plots.Segment("render (build_routes + render_config)", r["render"]["seconds"]),
+                    plots.Segment(
+                        "validate (candidate write + nginx -t)", r["validate"]["seconds"]
+                    ),
+                    # The same label as the bar below: it is the same measurement, nginx's share.
+                    plots.Segment(reload_label, r["reload"]["median"]),
+                ],
+            )
+        )
+        bars.append(
+            (
+                f"{routes}: nginx alone\nreload of the same config",
+                [plots.Segment(reload_label, r["reload"]["median"])],
+            )
+        )
+        gone = r.get("reload_until_old_workers_gone")
+        if gone:
+            bars.append(
+                (
+                    f"{routes}: nginx alone\nreload until old workers gone",
+                    [
+                        plots.Segment(
+                            "nginx reload: SIGHUP until old workers exited", gone["median"]
+                        )
+                    ],
+                )
+            )
+    path = directory / "scale_pipeline.png"
+    if not plots.stacked_bars(
+        path,
+        "Config pipeline at scale: dockyard vs nginx's own reload (medians)",
+        bars,
+        "seconds",
+        note=note,
+        reference=TARGET_SECONDS,
+        reference_label=f"target at 10,000 routes: {TARGET_SECONDS:g} s",
+        digits=3,
+    ):
+        return []
+    print(f"plot written to {path}")
+    return [str(path)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure every size in its own process, then report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--routes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--smoke", action="store_true", help="tiny run: 50 routes")
+    parser.add_argument("--plots", type=Path, help="directory for the PNG chart (e.g. docs/img)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "scale.json")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -546,18 +612,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"measuring {count} routes ...", file=sys.stderr, flush=True)
         results.append(run_child(count, timeout=600))
     verdicts = report(results)
-    write_json(
-        args.out,
-        {
-            "benchmark": "scale",
-            "args": {"routes": sizes, "smoke": args.smoke},
-            "machine": host,
-            "started_at": began,
-            "duration_seconds": round(time.time() - began, 1),
-            "targets": verdicts,
-            "results": results,
-        },
-    )
+    command = command_line("scale.py", argv)
+    result: dict[str, Any] = {
+        "benchmark": "scale",
+        "args": {"routes": sizes, "smoke": args.smoke},
+        "command": command,
+        "machine": host,
+        "started_at": began,
+        "duration_seconds": round(time.time() - began, 1),
+        "targets": verdicts,
+        "results": results,
+    }
+    result["plots"] = draw(result, args.plots, plots.note(host, command)) if args.plots else []
+    write_json(args.out, result)
     return 0
 
 

@@ -26,10 +26,12 @@ settings, its own label prefix) and real containers (tests/backend.py in the tes
 
 Run from the repository root, as root with dockerd and nginx available:
 
-    .venv/bin/python bench/start_to_200.py --runs 20 --burst 50
+    .venv/bin/python bench/start_to_200.py --runs 20 --burst 50 --plots docs/img
     .venv/bin/python bench/start_to_200.py --smoke        # 2 runs, burst of 3 (CI)
 
-Prints markdown tables and writes bench/results/start_to_200.json (or ``--out``). Every
+Prints markdown tables and writes bench/results/start_to_200.json (or ``--out``) and, with
+``--plots DIR``, start_to_200.png: the sequential starts next to the direct floor and the
+peers' documented minimums (estimates, not runs; skipped without matplotlib). Every
 container carries ``dockyard-bench=<run id>`` and is removed before the script exits.
 """
 
@@ -45,9 +47,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import plots
 from common import (
     RESULTS_DIR,
     Daemon,
+    command_line,
     container_ip,
     create_backends,
     docker_client,
@@ -80,6 +84,9 @@ SWEEP_PAUSE = 0.02
 TARGET_MEDIAN = 0.3
 TARGET_BURST_SECONDS = 3.0
 TARGET_BURST_RELOADS = 3
+# The peers' documented defaults, for the plot's estimated bars (they are not run here).
+TRAEFIK_V1_THROTTLE = 2.0  # providersThrottleDuration
+DOCKER_GEN_WAIT = 0.1  # nginx-proxy's docker-gen -wait 100ms:500ms: the quiet period
 
 
 def one_start(client: Any, daemon: Daemon, container_id: str, host: str) -> dict[str, Any]:
@@ -546,8 +553,102 @@ def _mp(stats: dict[str, float]) -> tuple[float, float]:
     return stats["median"], stats["p95"]
 
 
+def _sighup_to_proxy_200(records: Sequence[dict[str, Any]]) -> float | None:
+    """Median seconds from the daemon's SIGHUP to the first 200 through the proxy: an nginx
+    reload as clients see it (longer than the daemon's ``reload_seconds``)."""
+    spans = [
+        r["seconds"]["proxy_200"] - r["seconds"]["reload_began"]
+        for r in records
+        if {"proxy_200", "reload_began"} <= r["seconds"].keys()
+    ]
+    return round(statistics.median(spans), 4) if spans else None
+
+
+def draw(result: dict[str, Any], directory: Path, note: str) -> list[str]:
+    """start_to_200.png: dockyard's start -> 200 (median, p95), the direct floor, and the
+    peers' documented minimums on this run's floors; its path (none without matplotlib)."""
+    if not plots.available():
+        print(
+            "\nmatplotlib is not installed: no PNG plots (pip install matplotlib)",
+            file=sys.stderr,
+        )
+        return []
+    seconds = result["summary"]["sequential"]["seconds"]
+    runs = seconds["proxy_200"]["n"]
+    measured = "dockyard, measured"
+    bars: list[tuple[str, list[plots.Segment]]] = [
+        (
+            f"dockyard: docker start → first 200\nthrough the proxy, median of {runs}",
+            [plots.Segment(measured, seconds["proxy_200"]["median"])],
+        ),
+        ("dockyard: same, p95", [plots.Segment(measured, seconds["proxy_200"]["p95"])]),
+    ]
+    direct = seconds.get("direct_200", {}).get("n")
+    if direct:
+        bars.append(
+            (
+                "backend answering directly on its IP\n(floor without a proxy), median",
+                [
+                    plots.Segment(
+                        "backend directly (floor), measured", seconds["direct_200"]["median"]
+                    )
+                ],
+            )
+        )
+    # The peers' bars start from this run's engine start event (what every proxy waits for)
+    # and add their documented delay; without the event they are the delay alone.
+    event = seconds["docker_event"]["median"] if seconds.get("docker_event", {}).get("n") else None
+    start = [plots.Segment("engine start event, measured here", event)] if event else []
+    reload = _sighup_to_proxy_200(result["sequential"]["records"])
+    wait = "documented default delay, not run"
+    bars += [
+        ("", []),
+        (
+            "nginx-proxy (docker-gen -wait 100ms:500ms)\n(documented default, not run)",
+            [
+                *start,
+                plots.Segment(wait, DOCKER_GEN_WAIT, estimated=True),
+                *(
+                    [plots.Segment("nginx reload as clients see it, measured here", reload)]
+                    if reload
+                    else []
+                ),
+            ],
+        ),
+        (
+            "Traefik v1 (providersThrottleDuration 2 s)\n(documented default, not run)",
+            [*start, plots.Segment(wait, TRAEFIK_V1_THROTTLE, estimated=True)],
+        ),
+    ]
+    how = (
+        "estimates: nginx-proxy = "
+        + ("engine start event + " if event else "")
+        + f"{DOCKER_GEN_WAIT:g} s wait"
+        + (" + nginx reload (SIGHUP → first 200 through the proxy)" if reload else "")
+        + ", without docker-gen's template generation; Traefik v1 = "
+        + ("engine start event + " if event else "")
+        + f"{TRAEFIK_V1_THROTTLE:g} s"
+        + ("" if event else " (no start event recorded)")
+        + "; medians of this run"
+    )
+    path = directory / "start_to_200.png"
+    if not plots.stacked_bars(
+        path,
+        "docker start → first 200 through the proxy, one start at a time",
+        bars,
+        "seconds after the docker start call",
+        note=f"{note}\n{how}",
+        reference=TARGET_MEDIAN,
+        reference_label=f"target (dockyard median): {TARGET_MEDIAN:g} s",
+        digits=3,
+    ):
+        return []
+    print(f"plot written to {path}")
+    return [str(path)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run both measurements and write the results."""
+    """Run both measurements, write the results, plot them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=20, help="sequential starts (20)")
     parser.add_argument("--burst", type=int, default=50, help="containers started at once (50)")
@@ -565,6 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between sequential starts (default: the daemon's reload cooldown + 0.4)",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny run: 2 starts, burst of 3")
+    parser.add_argument("--plots", type=Path, help="directory for the PNG chart (e.g. docs/img)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "start_to_200.json")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -593,30 +695,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor = docker_only_floor(client, image, args.burst)
         summary_data = report(sequential, bursts, floor)
         summary_data["loaded"] = report_loaded(sequential, loaded)
-        write_json(
-            args.out,
-            {
-                "benchmark": "start_to_200",
-                "args": {
-                    "runs": args.runs,
-                    "burst": args.burst,
-                    "burst_repeats": args.burst_repeats,
-                    "smoke": args.smoke,
-                    "background": args.background,
-                    "background_runs": args.background_runs,
-                    "gap": args.gap,
-                    "daemon_reload_interval": Settings().reload_interval,
-                },
-                "machine": host,
-                "started_at": began,
-                "duration_seconds": round(time.time() - began, 1),
-                "summary": summary_data,
-                "sequential": sequential,
-                "loaded": loaded,
-                "bursts": bursts,
-                "docker_only_floor": floor,
+        command = command_line("start_to_200.py", argv)
+        result: dict[str, Any] = {
+            "benchmark": "start_to_200",
+            "args": {
+                "runs": args.runs,
+                "burst": args.burst,
+                "burst_repeats": args.burst_repeats,
+                "smoke": args.smoke,
+                "background": args.background,
+                "background_runs": args.background_runs,
+                "gap": args.gap,
+                "daemon_reload_interval": Settings().reload_interval,
             },
-        )
+            "command": command,
+            "machine": host,
+            "started_at": began,
+            "duration_seconds": round(time.time() - began, 1),
+            "summary": summary_data,
+            "sequential": sequential,
+            "loaded": loaded,
+            "bursts": bursts,
+            "docker_only_floor": floor,
+        }
+        result["plots"] = draw(result, args.plots, plots.note(host, command)) if args.plots else []
+        write_json(args.out, result)
     finally:
         client.close()
     return 0

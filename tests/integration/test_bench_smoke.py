@@ -159,6 +159,14 @@ def test_data_plane_smoke(tmp_path: Path) -> None:
         assert row["requests"] > 0 and row["requests_per_second"] > 0, row["target"]
         assert row["errors"] == 0, row
         assert row["p99_ms"] > 0
+        assert row["backend_cpu_us_per_request"] > 0, row
+        assert row["tcp_opens_per_1k_requests"] > 0, row
+        if row["target"] != "direct":
+            assert row["proxy_cpu_us_per_request"] > 0, row
+        if row["mode"] == "keep-alive" and row["target"] == "dockyard":
+            # Kept-alive clients and pooled backend connections: a handful of connections
+            # for thousands of requests, not one per request.
+            assert row["tcp_opens_per_1k_requests"] < 100, row
     assert set(data["targets"]) >= {"requests_vs_direct", "requests_vs_caddy", "p99_overhead_ms"}
     handshakes = {(r["server"], r["key_type"], r["kind"]): r for r in data["handshakes"]}
     assert set(handshakes) == {
