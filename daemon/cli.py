@@ -27,6 +27,7 @@ from acme_store.store import JsonStore
 from daemon import __version__
 from daemon.errors import EngineUnavailableError, SettingsError
 from daemon.logs import configure_logging
+from daemon.own_certificates import refuse_deprecated_certificates
 from daemon.rendering import environment_for, render_config
 from daemon.routing import build_routes
 from daemon.settings import Settings, load_settings
@@ -118,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.update({k: v for k, v in vars(args).items() if k.startswith("DOCKYARD_") and v})
     wanted_format = env.get("DOCKYARD_LOG_FORMAT", "json")
     configure_logging("console" if wanted_format == "console" else "json")
+    refuse_deprecated_certificates()
     try:
         settings = load_settings(env)
     except SettingsError as err:

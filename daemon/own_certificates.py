@@ -84,6 +84,19 @@ _UNREADABLE = (
 )
 
 
+def refuse_deprecated_certificates() -> None:
+    """Make cryptography's warning about a serial number that is not positive an error.
+
+    cryptography still reads such certificates but says a later release will refuse them.
+    Refusing them now keeps a pair's verdict the same across upgrades, and keeps the
+    warning (unstructured text) off stderr. A process-wide filter, set once at start: a
+    filter swapped in around each load would race the daemon's other threads.
+    """
+    warnings.filterwarnings(
+        "error", message="Parsed a serial number", category=CryptographyDeprecationWarning
+    )
+
+
 def check_pair(name: str, chain: bytes, key: bytes, now: datetime) -> OwnCertificate:
     """The pair ``name`` (``<name>.crt`` holding ``chain``, ``<name>.key`` holding ``key``).
 
@@ -209,21 +222,13 @@ def _load_chain(name: str, chain: bytes) -> list[x509.Certificate]:
         raise PairError(f"{name}.crt is not a PEM text file (DER is not supported)") from None
     if not _CERTIFICATE_BLOCK.search(chain):
         raise PairError(f"{name}.crt holds no certificate (no BEGIN CERTIFICATE block)")
-    # cryptography warns about what it still reads but will refuse in a later release (a
-    # serial number that is not positive, for one). Refusing it now keeps the verdict the
-    # same across upgrades, and a warning would reach stderr as unstructured text.
-    # ``record`` swaps the warning printer, not the filters, so a warning another thread
-    # raises meanwhile is at worst not printed; it never becomes an exception there.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CryptographyDeprecationWarning)
-        try:
-            certificates = x509.load_pem_x509_certificates(chain)
-        except ValueError:
-            raise PairError(f"{name}.crt is not a readable PEM certificate chain") from None
-    for warning in caught:
-        if issubclass(warning.category, CryptographyDeprecationWarning):
-            raise PairError(f"{name}.crt will not be readable by later versions: {warning.message}")
-    return certificates
+    try:
+        return x509.load_pem_x509_certificates(chain)
+    except ValueError:
+        raise PairError(f"{name}.crt is not a readable PEM certificate chain") from None
+    except CryptographyDeprecationWarning as warning:
+        # Raised, not printed, once refuse_deprecated_certificates() ran (the daemon does).
+        raise PairError(f"{name}.crt will not be readable by later versions: {warning}") from None
 
 
 def _load_key(name: str, key: bytes) -> _OwnKey:

@@ -188,7 +188,7 @@ class Layout:
     maps: tuple[HostMap, ...]
     hashes: HashSizes
     # idle backend connections each worker keeps per upstream (``upstream_keepalive``)
-    upstream_keepalive: int = 16
+    upstream_keepalive: int
     redirect_hosts: tuple[str, ...] = ()
     # (zone name, rate) of every rate_limit value in use
     rate_zones: tuple[tuple[str, str], ...] = ()
@@ -245,11 +245,13 @@ def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
 # keep-alive clients through ``keepalive 16`` fell from 29k to under 1k requests/s; HTTP/2
 # multiplies it, 64 connections x 10 streams are 640 requests in flight). A backend sees
 # no more connections than it would anyway: the pool only keeps the ones peak load opened,
-# for ``keepalive_timeout``. Each slot costs nginx about 150 bytes per upstream at config
-# load, so the pool shrinks as upstreams grow: 65,536 slots in all (~10 MB), at most 1,024
-# and at least 16 per upstream (16 from 4,096 upstreams on, which keeps a 10,000-route
-# config inside nginx's pools).
-KEEPALIVE_SLOTS = 65_536
+# for ``keepalive_timeout``. But nginx never closes a pooled connection to make room, and
+# pooled connections count against ``worker_connections`` (4096 in nginx.conf.j2), so the
+# upstreams share half of them: 2,048 slots, at most 1,024 and at least 16 per upstream (16
+# from 128 upstreams on; the old fixed value, which also keeps a 10,000-route config inside
+# nginx's memory pools).
+WORKER_CONNECTIONS = 4096
+KEEPALIVE_SLOTS = WORKER_CONNECTIONS // 2
 KEEPALIVE_MAX = 1024
 KEEPALIVE_MIN = 16
 

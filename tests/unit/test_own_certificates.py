@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
@@ -31,6 +32,7 @@ from daemon.own_certificates import (
     check_pair,
     choose,
     covers,
+    refuse_deprecated_certificates,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -354,6 +356,15 @@ def test_unusable_pairs_are_refused_with_a_reason(
         assert secret.splitlines()[1].decode() not in caught.value.reason
     if "not valid until" not in reason:
         assert caught.value.valid_from is None
+
+
+def test_a_negative_serial_is_refused_under_the_daemons_warning_filter() -> None:
+    """With the daemon's filter alone (not the suite's), a non-positive serial is refused."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        refuse_deprecated_certificates()
+        with pytest.raises(PairError, match="serial number"):
+            check_pair("shop", NEGATIVE_SERIAL_LEAF, KEY, NOW)
 
 
 def test_a_pair_not_valid_yet_says_when_it_becomes_valid() -> None:

@@ -10,6 +10,8 @@ import pytest
 
 from daemon.labels import Hsts, RouteOptions
 from daemon.rendering import (
+    KEEPALIVE_SLOTS,
+    WORKER_CONNECTIONS,
     Paths,
     RenderFacts,
     config_generation,
@@ -108,16 +110,23 @@ def test_replica_upstream_lists_every_backend() -> None:
     block += text[text.index("server 172.17.0.2:8080;") :].split("}", 1)[0]
     assert "server 172.17.0.2:8080;" in block
     assert "server 172.17.0.3:8080;" in block
-    assert "keepalive 1024;" in block
+    assert f"keepalive {KEEPALIVE_SLOTS // 6};" in block  # the sample has six upstreams
 
 
 @pytest.mark.parametrize(
     ("upstreams", "keepalive"),
-    [(0, 1024), (1, 1024), (64, 1024), (65, 1008), (1000, 65), (4096, 16), (10_000, 16)],
+    [(0, 1024), (1, 1024), (2, 1024), (4, 512), (65, 31), (128, 16), (10_000, 16)],
 )
 def test_keepalive_pool_shrinks_as_upstreams_grow(upstreams: int, keepalive: int) -> None:
-    """1,024 idle backend connections per upstream, fewer past 64 upstreams, never under 16."""
+    """Upstreams share half of worker_connections as idle pools: 1,024 each at most, 16 least."""
     assert upstream_keepalive(upstreams) == keepalive
+
+
+def test_every_upstream_gets_the_pool_size_for_their_number() -> None:
+    """65 upstreams share 2,048 slots: each block says ``keepalive 31``."""
+    text = render(RoutingTable(tuple(route(f"h{i}.test", "/", f"10.0.0.{i}") for i in range(65))))
+    assert text.count("keepalive 31;") == 65
+    assert f"worker_connections {WORKER_CONNECTIONS};" in text
 
 
 def test_upstream_names_are_stable_and_differ_early_and_in_length() -> None:
