@@ -187,8 +187,10 @@ class Layout:
     servers: tuple[ServerPlan, ...]
     maps: tuple[HostMap, ...]
     hashes: HashSizes
-    # idle backend connections each worker keeps per upstream (``upstream_keepalive``)
+    # idle backend connections each worker keeps per upstream (``upstream_keepalive``), out
+    # of its ``worker_connections``
     upstream_keepalive: int
+    worker_connections: int
     redirect_hosts: tuple[str, ...] = ()
     # (zone name, rate) of every rate_limit value in use
     rate_zones: tuple[tuple[str, str], ...] = ()
@@ -246,7 +248,7 @@ def _hash_sizes(names: Iterable[str], n_variables: int) -> HashSizes:
 # multiplies it, 64 connections x 10 streams are 640 requests in flight). A backend sees
 # no more connections than it would anyway: the pool only keeps the ones peak load opened,
 # for ``keepalive_timeout``. But nginx never closes a pooled connection to make room, and
-# pooled connections count against ``worker_connections`` (4096 in nginx.conf.j2), so the
+# pooled connections count against ``worker_connections`` (printed from here), so the
 # upstreams share half of them: 2,048 slots, at most 1,024 and at least 16 per upstream (16
 # from 128 upstreams on; the old fixed value, which also keeps a 10,000-route config inside
 # nginx's memory pools).
@@ -350,6 +352,7 @@ def plan_layout(table: RoutingTable, policies: Mapping[str, HostTls] | None = No
         maps=tuple(maps),
         hashes=_hash_sizes(by_host, len(maps)),
         upstream_keepalive=upstream_keepalive(len(upstreams)),
+        worker_connections=WORKER_CONNECTIONS,
         redirect_hosts=tuple(h for h in sorted(by_host) if _policy(policies, h).http == "redirect"),
         rate_zones=tuple(sorted(extras.rate_zones.items())),
     )

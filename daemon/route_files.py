@@ -31,6 +31,7 @@ from daemon.label_values import (
     check_plain_text,
     closest_key,
     parse_bool,
+    parse_port,
 )
 from daemon.labels import HEADER_KEYS, KNOWN_KEYS, LabelSource, RouteLabels, route_from_source
 
@@ -650,9 +651,10 @@ def _server(label: str, url: str) -> tuple[str, Server]:
         )
     port = _DEFAULT_PORTS[scheme]
     if port_text is not None:
-        if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
-            raise LabelError(label, url, "the port is a number from 1 to 65535")
-        port = int(port_text)
+        try:
+            port = parse_port(label, port_text)
+        except LabelError:
+            raise LabelError(label, url, "the port is a number from 1 to 65535") from None
     return scheme, Server(address, port)
 
 

@@ -194,6 +194,7 @@ def test_reload_safety_smoke(tmp_path: Path) -> None:
     assert load["reloads"] >= 2
     assert load["requests"] > 0
     assert load["stable_status_after"] == [200, 200]
+    assert len(load["wrk"]) == 2  # one wrk per stable route
     for wrk in load["wrk"]:
         # No error answers and no refused or timed-out requests. Read errors are the known
         # keep-alive race at a reload (docs/benchmarks.md): at most one per connection each.

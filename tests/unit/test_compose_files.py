@@ -118,6 +118,7 @@ def test_labels_pass_dockyard_check(path: Path) -> None:
 def test_route_files_pass_dockyard_check(directory: Path) -> None:
     """Shipped route files (``routes.d``) give routes and no problem."""
     files = read_route_files([directory])
+    assert files or directory == COMPOSE / "routes.d", "only the quickstart's routes.d is empty"
     no_services = ComposeProject("", (), ())  # as `dockyard check --routes DIR` alone
     report = check_compose(no_services, "dockyard", route_files=files)
     assert report.count("error") == report.count("warning") == 0
@@ -134,13 +135,18 @@ def test_example_starts_by_naming_what_it_replaces(path: Path) -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=relative)
 def test_example_reaches_a_proxy(path: Path) -> None:
-    """Every labelled service shares a network with a proxy: its own, or the quickstart's."""
+    """Every labelled service shares a network with a proxy, or is on the host's network."""
     document = load(path)
     own = proxies(document)
     networks = document.get("networks") or {}
+    assert labelled(document), "an example routes at least one service by its labels"
     for name, spec in labelled(document).items():
         if spec.get("network_mode") == "host":
-            continue  # reached through the bridge gateway, from any network
+            # Reached through the bridge gateway, from any network; no address to read the
+            # port from, so the labels must name it.
+            labels = spec.get("labels") or {}
+            assert {"dockyard.port", "traefik.port"} & set(labels), f"{name}: no port label"
+            continue
         joined = set(spec.get("networks") or ["default"])
         if own:
             shared = {n for p in own.values() for n in p.get("networks") or ["default"]}

@@ -7,6 +7,7 @@ A fake clock stands for time and file modification times are set to match it; th
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,7 +29,7 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from daemon.route_files import RouteFile, parse_routes_file
+from daemon.route_files import RouteFile, parse_routes_file, route_file_name_problem
 from daemon.settings import Settings
 from daemon.watched import (
     SETTLE,
@@ -533,6 +534,48 @@ def test_a_missing_directory_is_reported_and_not_watched(tmp_path: Path) -> None
         ]
     finally:
         watcher.stop()
+
+
+@pytest.mark.parametrize(
+    ("recursive", "wakes"), [(True, True), (False, False)], ids=["tree", "top-level-only"]
+)
+def test_a_file_saved_below_a_tree_wakes_the_watcher(
+    tmp_path: Path, recursive: bool, wakes: bool
+) -> None:
+    """A file saved in a subdirectory wakes a tree watch (templates), not a flat one."""
+    (tmp_path / "snippets").mkdir()
+    woken = threading.Event()
+    watcher = FileWatcher([(tmp_path, recursive)], woken.set)
+    watcher.start()
+    try:
+        (tmp_path / "snippets" / "extra.conf.j2").write_text("# more\n")
+        assert woken.wait(5 if wakes else 1) is wakes
+    finally:
+        watcher.stop()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a.yaml",
+        "a.yaml\n",
+        "a\n",
+        ".a.yaml",
+        "a.yaml~",
+        "a b.yaml",
+        "A.YML",
+        "x" * 123 + ".yaml",
+        "x" * 124 + ".yaml",
+        "-a.toml",
+        "a.toml.bak",
+        "ä.yaml",
+    ],
+)
+def test_the_watcher_reads_exactly_the_names_check_accepts(rig: Rig, name: str) -> None:
+    """The daemon reads a routes.d file iff ``route_file_name_problem`` (check) accepts it."""
+    put(rig.routes / name, "routes: {}\n", START - 10)
+    read = {file.name for file in rig.snapshot().routes}
+    assert (name in read) == (route_file_name_problem(name) is None)
 
 
 def test_a_huge_route_file_is_refused_unread(rig: Rig) -> None:
